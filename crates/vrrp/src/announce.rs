@@ -1,0 +1,1 @@
+//! Gratuitous ARP and unsolicited neighbour advertisement frames (being written).

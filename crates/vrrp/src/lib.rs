@@ -1,0 +1,15 @@
+//! The VRRP protocol core of hapair, free of I/O.
+//!
+//! Nothing here opens a socket or reads a clock: the daemon (`vrrpd`) feeds
+//! received bytes and the current time in, and takes actions (packets to send,
+//! addresses to add or remove, state changes to report) out.
+//!
+//! - [`packet`]: the VRRPv2 (RFC 3768) and VRRPv3 (RFC 5798 / RFC 9568) codec.
+//! - [`check`]: every receive check of RFC 5798 §7.1 / RFC 3768 §7.1, with a
+//!   reason for each rejected packet.
+//! - [`instance`]: the Initialize / Backup / Master state machine of one
+//!   virtual router, driven by `handle_*(now, …)` and `poll_*()`.
+//! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisement
+//!   frames that tell the LAN where a virtual address now lives.
+
+pub mod announce;
