@@ -13,3 +13,10 @@
 //!   frames that tell the LAN where a virtual address now lives.
 
 pub mod announce;
+pub mod check;
+pub mod instance;
+pub mod packet;
+
+pub use check::{DropReason, Received};
+pub use instance::{Action, Config, Counters, Instance, State};
+pub use packet::{Advertisement, Authentication, Checksum, Version};

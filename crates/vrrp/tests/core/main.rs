@@ -1,0 +1,8 @@
+//! Tests of the VRRP core: the codec, the receive checks, and the state
+//! machine on a simulated LAN with a simulated clock.
+
+mod checks;
+mod codec;
+mod convergence;
+mod election;
+mod lan;
