@@ -1,1 +1,14 @@
-//! placeholder
+//! hapair's configuration files: their YAML schemas, defaults and validation.
+//!
+//! Each reader parses untrusted text within resource budgets into raw serde
+//! structs, then validates those into plain std types; every error names the
+//! file and the field (or line and column) and says what to change.
+
+mod error;
+mod hook;
+pub mod vrrp;
+mod yaml;
+
+pub use error::ConfigError;
+pub use hook::{HookCommand, SHELL};
+pub use vrrp::{VirtualAddress, VrrpConfig, VrrpInstance};

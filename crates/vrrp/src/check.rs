@@ -21,6 +21,32 @@ pub struct Received<'a> {
     pub message: &'a [u8],
 }
 
+impl<'a> Received<'a> {
+    /// Splits an IPv4 packet as a raw socket delivers it (header
+    /// included) into the facts the checks need and the VRRP message.
+    /// `None` if the header is malformed or says the packet is longer than
+    /// what arrived; bytes after the IP total length (Ethernet padding) are
+    /// left out.
+    pub fn from_ipv4_packet(packet: &'a [u8]) -> Option<Received<'a>> {
+        let header_len = usize::from(packet.first()? & 0x0f) * 4;
+        if header_len < 20 || packet.len() < header_len || packet[0] >> 4 != 4 {
+            return None;
+        }
+        let total_len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+        if total_len < header_len || total_len > packet.len() {
+            return None;
+        }
+        let address =
+            |at: usize| IpAddr::from([packet[at], packet[at + 1], packet[at + 2], packet[at + 3]]);
+        Some(Received {
+            source: address(12),
+            destination: address(16),
+            hop_limit: packet[8],
+            message: &packet[header_len..total_len],
+        })
+    }
+}
+
 /// Why a received packet was dropped. Each has a stable snake_case name
 /// for counters in the state file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,6 +73,8 @@ pub enum DropReason {
     DeliveryMode,
     /// A unicast packet from an address that is not a configured peer.
     UnknownPeer,
+    /// An IPv4 header that does not hold together.
+    IpHeader,
     /// Addresses of the other IP family than the instance's.
     AddressFamily,
 }
@@ -66,6 +94,7 @@ impl DropReason {
             DropReason::Interval => "interval",
             DropReason::DeliveryMode => "delivery_mode",
             DropReason::UnknownPeer => "unknown_peer",
+            DropReason::IpHeader => "ip_header",
             DropReason::AddressFamily => "address_family",
         }
     }

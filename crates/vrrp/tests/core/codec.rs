@@ -116,3 +116,61 @@ proptest! {
         prop_assert!(!vrrp::packet::verify_checksum(&bytes, checksum));
     }
 }
+
+/// An IPv4 header of 24 bytes (one 4-byte option) with Ethernet padding
+/// after the total length: the message is cut at the total length.
+#[test]
+fn ipv4_header_with_options_and_padding_is_stripped() {
+    let mut packet = vec![
+        0x46,
+        0xc0,
+        0,
+        24 + 12,
+        0,
+        0,
+        0,
+        0,
+        255,
+        112,
+        0,
+        0,
+        10,
+        0,
+        0,
+        2,
+        224,
+        0,
+        0,
+        18,
+        1,
+        1,
+        1,
+        1,
+    ];
+    let message = [0x31, 51, 100, 1, 0, 100, 0, 0, 10, 0, 0, 100];
+    packet.extend_from_slice(&message);
+    packet.extend_from_slice(&[0; 6]);
+    let received = Received::from_ipv4_packet(&packet).unwrap();
+    assert_eq!(received.source, "10.0.0.2".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        received.destination,
+        "224.0.0.18".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(received.hop_limit, 255);
+    assert_eq!(received.message, &message);
+    // A total length past what arrived, or a header length under 20, is refused.
+    packet[3] = 200;
+    assert!(Received::from_ipv4_packet(&packet).is_none());
+    packet[3] = 36;
+    packet[0] = 0x44;
+    assert!(Received::from_ipv4_packet(&packet).is_none());
+}
+
+proptest! {
+    #[test]
+    fn ipv4_header_parsing_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..120)) {
+        if let Some(received) = Received::from_ipv4_packet(&bytes) {
+            prop_assert!(received.message.len() <= bytes.len());
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! One hook job: exec it in its own process group with stdin on /dev/null,
+//! log its output, enforce its timeout by signalling the whole group, reap it
+//! and report an [`Outcome`].
+
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::output::OutputLoggers;
+
+/// How long a timed-out job's process group has between SIGTERM and SIGKILL
+/// (as keepalived's `vrrp_script`). The group is killed sooner when the
+/// group's leader exits on SIGTERM.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the job's stdout and stderr are still read after the job's
+/// leader process has been reaped. A background process that inherited the
+/// pipes can keep them open forever; after this bound they are closed.
+pub const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
+/// How often a timed-out leader is checked for exit during [`KILL_GRACE`].
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// One command to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Names the job in logs, e.g. `VI_1 notify_master`.
+    pub name: String,
+    /// Program and arguments, exec'd directly (no shell). The program is
+    /// looked up in `PATH` when it has no slash.
+    pub argv: Vec<String>,
+    /// Variables added to the daemon's own environment.
+    pub env: Vec<(String, String)>,
+    /// Time from start until the process group is terminated.
+    pub timeout: Duration,
+}
+
+impl Job {
+    /// A job with no extra environment variables.
+    pub fn new(name: impl Into<String>, argv: Vec<String>, timeout: Duration) -> Self {
+        Self {
+            name: name.into(),
+            argv,
+            env: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// Adds one environment variable for the job.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// How a job ended. Durations run from the start of the job until its
+/// leader process was reaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The leader exited by itself with this code.
+    Exited { code: i32, duration: Duration },
+    /// The leader was killed by this signal, not sent by the runner.
+    Signalled { signal: i32, duration: Duration },
+    /// The job outran its timeout and its process group was killed.
+    TimedOut { duration: Duration },
+    /// The job could not be started; `error` names the program and the cause.
+    SpawnFailed { error: String },
+    /// The job was started but its exit status could not be collected.
+    WaitFailed { error: String, duration: Duration },
+}
+
+impl Outcome {
+    /// True only for exit code 0.
+    pub fn success(&self) -> bool {
+        matches!(self, Self::Exited { code: 0, .. })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exited { code, duration } => {
+                write!(f, "exited with code {code} after {}", millis(*duration))
+            }
+            Self::Signalled { signal, duration } => {
+                let name = Signal::try_from(*signal).map_or("unknown signal", Signal::as_str);
+                write!(
+                    f,
+                    "killed by signal {signal} ({name}) after {}",
+                    millis(*duration)
+                )
+            }
+            Self::TimedOut { duration } => write!(
+                f,
+                "timed out; its process group was killed after {}",
+                millis(*duration)
+            ),
+            Self::SpawnFailed { error } => write!(f, "could not be started: {error}"),
+            Self::WaitFailed { error, duration } => write!(
+                f,
+                "lost after {}: cannot collect its exit status: {error}",
+                millis(*duration)
+            ),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{} ms", duration.as_millis())
+}
+
+/// Runs `job` to its end and logs the outcome (info on success, warn otherwise).
+pub(crate) async fn run(job: &Job) -> Outcome {
+    let outcome = execute(job).await;
+    if outcome.success() {
+        info!("{}: {outcome}", job.name);
+    } else {
+        warn!("{}: {outcome}", job.name);
+    }
+    outcome
+}
+
+async fn execute(job: &Job) -> Outcome {
+    let Some((program, args)) = job.argv.split_first() else {
+        return Outcome::SpawnFailed {
+            error: "the command is empty (configure a program to run)".to_owned(),
+        };
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(job.env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return Outcome::SpawnFailed {
+                error: format!("{program}: {error} (check that it exists and is executable)"),
+            };
+        }
+    };
+    let leader = child
+        .id()
+        .expect("a child that has not been waited for has a pid");
+    // process_group(0) makes the leader's pid its process group id.
+    let group = Pid::from_raw(i32::try_from(leader).expect("Linux pids fit in i32"));
+    debug!("{}: started {:?} as pid {leader}", job.name, job.argv);
+    let output = OutputLoggers::start(&job.name, child.stdout.take(), child.stderr.take());
+
+    let outcome = match timeout(job.timeout, child.wait()).await {
+        Ok(Ok(status)) => outcome_of(status, started.elapsed()),
+        Ok(Err(error)) => Outcome::WaitFailed {
+            error: error.to_string(),
+            duration: started.elapsed(),
+        },
+        Err(_elapsed) => {
+            warn!(
+                "{}: still running after its timeout of {}; sending SIGTERM to its process group",
+                job.name,
+                millis(job.timeout)
+            );
+            match terminate_group(&job.name, &mut child, group).await {
+                Ok(_status) => Outcome::TimedOut {
+                    duration: started.elapsed(),
+                },
+                Err(error) => Outcome::WaitFailed {
+                    error: error.to_string(),
+                    duration: started.elapsed(),
+                },
+            }
+        }
+    };
+    output.finish(OUTPUT_DRAIN_LIMIT).await;
+    outcome
+}
+
+fn outcome_of(status: ExitStatus, duration: Duration) -> Outcome {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Outcome::Exited { code, duration },
+        (None, Some(signal)) => Outcome::Signalled { signal, duration },
+        // Neither code nor signal: only possible for a stopped process, which
+        // wait() does not report.
+        (None, None) => Outcome::WaitFailed {
+            error: format!("unexpected wait status {status}"),
+            duration,
+        },
+    }
+}
+
+/// SIGTERMs the group, waits up to [`KILL_GRACE`] for the leader to exit,
+/// then SIGKILLs whatever is left of the group and reaps the leader.
+///
+/// The leader is reaped only after the SIGKILL: until then it exists (at
+/// least as a zombie), so its pid cannot be reused and the group id still
+/// names this job's group.
+async fn terminate_group(name: &str, child: &mut Child, group: Pid) -> std::io::Result<ExitStatus> {
+    signal_group(name, group, Signal::SIGTERM);
+    let deadline = Instant::now() + KILL_GRACE;
+    loop {
+        // The group id is the leader's pid.
+        if has_exited(group) {
+            debug!("{name}: exited on SIGTERM; killing anything left in its process group");
+            break;
+        }
+        if Instant::now() >= deadline {
+            warn!(
+                "{name}: still running {} after SIGTERM; sending SIGKILL to its process group",
+                millis(KILL_GRACE)
+            );
+            break;
+        }
+        sleep(EXIT_POLL_INTERVAL).await;
+    }
+    signal_group(name, group, Signal::SIGKILL);
+    child.wait().await
+}
+
+/// Whether the leader has exited, without reaping it.
+fn has_exited(leader: Pid) -> bool {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    // An error (ECHILD) means it is no longer ours to wait for: stop waiting.
+    !matches!(waitid(Id::Pid(leader), flags), Ok(WaitStatus::StillAlive))
+}
+
+fn signal_group(name: &str, group: Pid, signal: Signal) {
+    match killpg(group, signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(error) => warn!(
+            "{name}: cannot send {signal} to process group {group}: {error} \
+             (did the hook change its user?)"
+        ),
+    }
+}
