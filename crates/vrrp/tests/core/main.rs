@@ -1,6 +1,7 @@
 //! Tests of the VRRP core: the codec, the receive checks, and the state
 //! machine on a simulated LAN with a simulated clock.
 
+mod captures;
 mod checks;
 mod codec;
 mod convergence;
