@@ -1,6 +1,7 @@
 //! The system calls that hapair's daemons need and that neither the standard
 //! library, socket2 nor nix wraps safely: sending whole Ethernet frames on an
-//! `AF_PACKET` socket, and two socket options of VRRP's raw sockets.
+//! `AF_PACKET` socket, choosing the IPv4 multicast interface by index, and
+//! registering sockets with tokio's reactor.
 //!
 //! This is the one crate of the workspace where `unsafe` is allowed. Each
 //! `unsafe` block is a single system call or address conversion with a
@@ -12,6 +13,10 @@ use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
+
+mod async_socket;
+
+pub use async_socket::register_async;
 
 const ETHERNET_HEADER_LEN: usize = 14;
 
@@ -166,29 +171,6 @@ pub fn hardware_address(ifname: &str) -> io::Result<[u8; 6]> {
     }
 }
 
-/// Sets `IPV6_CHECKSUM` on a raw IPv6 socket: the kernel then fills in the
-/// checksum (with the IPv6 pseudo-header) at byte `offset` of every message
-/// sent and verifies it on every message received. VRRPv3's checksum is at
-/// offset 6; -1 turns the option off. ICMPv6 sockets refuse the option
-/// (their checksum is always computed).
-pub fn set_ipv6_checksum_offset(socket: &impl AsFd, offset: i32) -> io::Result<()> {
-    set_socket_option(
-        socket.as_fd(),
-        libc::IPPROTO_IPV6,
-        libc::IPV6_CHECKSUM,
-        &offset,
-    )
-    .map_err(|err| {
-        with_context(
-            err,
-            &format!(
-                "cannot set IPV6_CHECKSUM to offset {offset} \
-                 (it needs a raw IPv6 socket, not ICMPv6, and an even offset)"
-            ),
-        )
-    })
-}
-
 /// Sets `IP_MULTICAST_IF` by interface index (`struct ip_mreqn`), so that
 /// IPv4 multicast sent on `socket` leaves through interface `ifindex`
 /// whatever its addresses and routes. socket2 only offers it by address.
@@ -265,78 +247,9 @@ fn with_context(err: io::Error, what: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socket2::Protocol;
-
-    const IPPROTO_VRRP: c_int = 112;
-
-    /// Reads an `int` socket option back, as the kernel stores it.
-    fn get_int_socket_option(socket: &impl AsFd, level: c_int, name: c_int) -> io::Result<c_int> {
-        let mut value: c_int = 0;
-        let mut len = libc::socklen_t::try_from(mem::size_of::<c_int>()).unwrap();
-        // SAFETY: the descriptor is borrowed for the call; `value` and `len`
-        // are live, writable locals, and `len` holds the size of `value`.
-        let result = unsafe {
-            libc::getsockopt(
-                socket.as_fd().as_raw_fd(),
-                level,
-                name,
-                (&mut value as *mut c_int).cast(),
-                &mut len,
-            )
-        };
-        if result == 0 {
-            Ok(value)
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    fn raw_ipv6_socket(protocol: c_int) -> Option<Socket> {
-        match Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(protocol))) {
-            Ok(socket) => Some(socket),
-            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
-                eprintln!("skipped: raw sockets need root or CAP_NET_RAW ({err})");
-                None
-            }
-            Err(err) => panic!("cannot open a raw IPv6 socket: {err}"),
-        }
-    }
 
     fn loopback_index() -> u32 {
         nix::net::if_::if_nametoindex("lo").expect("every network namespace has lo")
-    }
-
-    #[test]
-    fn ipv6_checksum_offset_is_read_back_from_the_kernel() {
-        let Some(socket) = raw_ipv6_socket(IPPROTO_VRRP) else {
-            return;
-        };
-        let read_back = || get_int_socket_option(&socket, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM);
-        assert_eq!(read_back().unwrap(), -1, "a raw socket starts without it");
-        set_ipv6_checksum_offset(&socket, 6).unwrap();
-        assert_eq!(read_back().unwrap(), 6);
-        set_ipv6_checksum_offset(&socket, -1).unwrap();
-        assert_eq!(read_back().unwrap(), -1);
-    }
-
-    #[test]
-    fn ipv6_checksum_offset_is_refused_where_the_kernel_refuses_it() {
-        let Some(vrrp) = raw_ipv6_socket(IPPROTO_VRRP) else {
-            return;
-        };
-        let odd = set_ipv6_checksum_offset(&vrrp, 7).unwrap_err();
-        assert_eq!(odd.kind(), io::ErrorKind::InvalidInput);
-        assert!(odd.to_string().contains("offset 7"), "{odd}");
-
-        let icmpv6 = raw_ipv6_socket(libc::IPPROTO_ICMPV6).unwrap();
-        assert!(set_ipv6_checksum_offset(&icmpv6, 2).is_err());
-
-        let file = std::fs::File::open("/dev/null").unwrap();
-        let not_a_socket = set_ipv6_checksum_offset(&file, 6).unwrap_err();
-        assert!(
-            not_a_socket.to_string().contains("IPV6_CHECKSUM"),
-            "{not_a_socket}"
-        );
     }
 
     #[test]

@@ -77,8 +77,7 @@ impl VrrpSocket {
                     .join_multicast_v4_n(&MULTICAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
             }
         }
-        #[allow(deprecated)] // moves to netsys next
-        let fd = AsyncFd::new(socket)?;
+        let fd = netsys::register_async(socket)?;
         Ok(VrrpSocket { fd, ifindex, ipv6 })
     }
 
@@ -139,7 +138,6 @@ impl VrrpSocket {
         } else {
             None
         };
-        drop(iov);
         bytes.truncate(length);
         Ok(Datagram { bytes, ipv6_meta })
     }
