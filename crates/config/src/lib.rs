@@ -6,9 +6,11 @@
 
 mod error;
 mod hook;
+pub mod resource;
 pub mod vrrp;
 mod yaml;
 
 pub use error::ConfigError;
 pub use hook::{HookCommand, SHELL};
+pub use resource::{MetaDisk, NodeConfig, ResourceConfig, load_resource, load_resources};
 pub use vrrp::{VirtualAddress, VrrpConfig, VrrpInstance};

@@ -1,0 +1,188 @@
+//! The control protocol between `haadm` and `replicad`, as drbdsetup talks
+//! to the DRBD kernel module: one JSON object per line over the Unix socket
+//! `<run-dir>/replicad.sock`. The client sends one [`Request`]; the daemon
+//! answers one [`Reply`] — or, for [`Request::Events`], a stream of event
+//! lines until the client goes away.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The socket's path under the run directory.
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("replicad.sock")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    /// Attach the backing disk and bring the resource to Secondary.
+    Up {
+        resource: String,
+    },
+    /// Stop serving and detach; refused while Primary.
+    Down {
+        resource: String,
+    },
+    Primary {
+        resource: String,
+        force: bool,
+    },
+    Secondary {
+        resource: String,
+    },
+    /// Every resource, or one.
+    Status {
+        resource: Option<String>,
+    },
+    /// The events2-style stream: `exists` lines, `exists -`, then changes.
+    Events,
+}
+
+/// Why a command failed, as the exit code `haadm` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// The request makes no sense (unknown resource, malformed line).
+    Invalid,
+    /// A state change was refused (held open, still Primary, not up).
+    Refused,
+    /// Promotion needs UpToDate data: use --force if you know better.
+    NeedUpToDate,
+    /// The disk or metadata failed.
+    Io,
+}
+
+impl Failure {
+    /// The exit code `haadm` uses for this failure (see `haadm --help`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Failure::Io => 1,
+            Failure::Invalid => 10,
+            Failure::Refused => 11,
+            Failure::NeedUpToDate => 17,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Reply {
+    Done { resources: Vec<ResourceStatus> },
+    Failed { failure: Failure, message: String },
+}
+
+/// What `haadm status` shows of one resource, in DRBD's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceStatus {
+    pub name: String,
+    /// `Primary` or `Secondary`.
+    pub role: String,
+    /// `UpToDate`, `Consistent`, `Outdated`, `Inconsistent`, `Diskless`.
+    pub disk: String,
+    /// Usable size in bytes.
+    pub size: u64,
+    /// NBD clients connected now.
+    pub open_count: u32,
+    pub peer: PeerStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub name: String,
+    /// `StandAlone`, `Connecting`, `Connected`.
+    pub connection: String,
+    /// `Primary`, `Secondary` or `Unknown` when not connected.
+    pub role: String,
+    /// The peer's disk, `DUnknown` when not connected.
+    pub disk: String,
+}
+
+/// Why the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "replicad is not running (no answer on {path}): start it with `replicad -c CONFIG_DIR --run-dir {run_dir}`"
+    )]
+    NotRunning { path: PathBuf, run_dir: PathBuf },
+    #[error("talking to replicad on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("replicad sent something that is not a reply: {0}")]
+    Garbled(String),
+}
+
+/// A connection to the daemon's control socket.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(run_dir: &Path) -> Result<Client, ClientError> {
+        let path = socket_path(run_dir);
+        let stream = UnixStream::connect(&path).map_err(|_| ClientError::NotRunning {
+            path: path.clone(),
+            run_dir: run_dir.to_path_buf(),
+        })?;
+        let writer = stream.try_clone().map_err(|source| ClientError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Client {
+            path,
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+        let mut line = serde_json::to_vec(request).expect("requests always serialize");
+        line.push(b'\n');
+        self.writer
+            .write_all(&line)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn read_line(&mut self) -> Result<Option<String>, ClientError> {
+        let mut line = String::new();
+        let read = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok((read > 0).then(|| line.trim_end().to_string()))
+    }
+
+    /// Sends one request and waits for its reply.
+    pub fn call(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        self.send(request)?;
+        let line = self
+            .read_line()?
+            .ok_or_else(|| ClientError::Garbled("the connection closed before a reply".into()))?;
+        serde_json::from_str(&line).map_err(|_| ClientError::Garbled(line))
+    }
+
+    /// Subscribes to events and calls `each` with every line until the
+    /// daemon closes the stream or `each` returns false.
+    pub fn events(mut self, mut each: impl FnMut(&str) -> bool) -> Result<(), ClientError> {
+        self.send(&Request::Events)?;
+        while let Some(line) = self.read_line()? {
+            if !each(&line) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
