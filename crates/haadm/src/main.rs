@@ -1,0 +1,257 @@
+//! `haadm`: hapair's admin command, in drbdadm's place. Metadata commands
+//! work on the disk directly; the others ask `replicad` over its control
+//! socket, as drbdadm asks the kernel through drbdsetup.
+
+mod config_dump;
+mod metadata;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hapair_config::{ConfigError, ResourceConfig, load_resources};
+use replicad::control::{Client, ClientError, Reply, Request, ResourceStatus};
+use replicad::report;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   done
+  1   the command failed (I/O error, metadata problem)
+  2   usage error
+  3   replicad is not running
+  10  invalid configuration, or a resource the configuration does not define
+  11  state change refused (e.g. secondary while held open, down while Primary)
+  17  promotion needs UpToDate data (use --force only if you know this copy is good)";
+
+#[derive(Parser)]
+#[command(name = "haadm", version, about = "Administer hapair's replicated resources", after_help = EXIT_CODES)]
+struct Args {
+    /// The configuration directory (one YAML file per resource), or one file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        default_value = "/etc/hapair",
+        global = true
+    )]
+    config: PathBuf,
+    /// This host's name in the configuration (default: the hostname).
+    #[arg(long, global = true)]
+    node: Option<String>,
+    /// replicad's run directory (its control socket is replicad.sock there).
+    #[arg(long, default_value = "/run/hapair", global = true)]
+    run_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write new metadata on the resource's disk (or its meta-disk).
+    CreateMd {
+        resource: String,
+        /// Overwrite existing metadata (forgets generation ids and bitmap).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the resource's metadata.
+    DumpMd { resource: String },
+    /// Attach the disk and bring the resource up as Secondary.
+    Up { resource: String },
+    /// Detach the resource (refused while Primary).
+    Down { resource: String },
+    /// Promote to Primary: the volume is served over NBD.
+    Primary {
+        resource: String,
+        /// Promote even without UpToDate data (first sync, disaster recovery).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Demote to Secondary (refused while an NBD client holds it open).
+    Secondary { resource: String },
+    /// The state of every resource, or one, in DRBD 9's layout.
+    Status {
+        resource: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The role (Primary/Secondary) alone.
+    Role { resource: String },
+    /// The disk state alone.
+    Dstate { resource: String },
+    /// The connection state alone.
+    Cstate { resource: String },
+    /// Stream state changes in DRBD's events2 form.
+    Events,
+    /// Print the configuration of every resource, or one, normalized.
+    Dump { resource: Option<String> },
+}
+
+/// A failure and the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Self {
+        Failure {
+            code: 10,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        let code = if matches!(error, ClientError::NotRunning { .. }) {
+            3
+        } else {
+            1
+        };
+        Failure {
+            code,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl Failure {
+    fn io(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("haadm: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn this_node(args: &Args) -> String {
+    args.node.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// The resources the command names: `all` or one by name.
+fn select(args: &Args, name: Option<&str>) -> Result<Vec<ResourceConfig>, Failure> {
+    let all = load_resources(&args.config)?;
+    match name {
+        None | Some("all") => Ok(all),
+        Some(name) => match all.into_iter().find(|r| r.name == name) {
+            Some(resource) => Ok(vec![resource]),
+            None => Err(Failure {
+                code: 10,
+                message: format!("{name} is not defined in {}", args.config.display()),
+            }),
+        },
+    }
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let node = this_node(&args);
+    match &args.command {
+        Command::CreateMd { resource, force } => {
+            for resource in select(&args, Some(resource))? {
+                metadata::create(&resource, &node, *force)?;
+            }
+            Ok(())
+        }
+        Command::DumpMd { resource } => {
+            for resource in select(&args, Some(resource))? {
+                print!("{}", metadata::dump(&resource, &node)?);
+            }
+            Ok(())
+        }
+        Command::Dump { resource } => {
+            for resource in select(&args, resource.as_deref())? {
+                print!("{}", config_dump::render(&resource));
+            }
+            Ok(())
+        }
+        Command::Up { resource } => each(&args, resource, |name| Request::Up { resource: name }),
+        Command::Down { resource } => {
+            each(&args, resource, |name| Request::Down { resource: name })
+        }
+        Command::Primary { resource, force } => each(&args, resource, |name| Request::Primary {
+            resource: name,
+            force: *force,
+        }),
+        Command::Secondary { resource } => each(&args, resource, |name| Request::Secondary {
+            resource: name,
+        }),
+        Command::Status { resource, json } => {
+            let resources = status(&args, resource.as_deref())?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&resources).expect("status serializes")
+                );
+            } else {
+                print!("{}", report::status_text(&resources));
+            }
+            Ok(())
+        }
+        Command::Role { resource } => print_field(&args, resource, |r| &r.role),
+        Command::Dstate { resource } => print_field(&args, resource, |r| &r.disk),
+        Command::Cstate { resource } => print_field(&args, resource, |r| &r.peer.connection),
+        Command::Events => {
+            let client = Client::connect(&args.run_dir)?;
+            client.events(|line| {
+                println!("{line}");
+                true
+            })?;
+            Ok(())
+        }
+    }
+}
+
+/// Sends one request per selected resource; stops at the first failure.
+fn each(args: &Args, name: &str, request: impl Fn(String) -> Request) -> Result<(), Failure> {
+    let resources = select(args, Some(name))?;
+    let mut client = Client::connect(&args.run_dir)?;
+    for resource in resources {
+        expect_done(client.call(&request(resource.name))?)?;
+    }
+    Ok(())
+}
+
+fn expect_done(reply: Reply) -> Result<Vec<ResourceStatus>, Failure> {
+    match reply {
+        Reply::Done { resources } => Ok(resources),
+        Reply::Failed { failure, message } => Err(Failure {
+            code: failure.exit_code(),
+            message,
+        }),
+    }
+}
+
+fn status(args: &Args, name: Option<&str>) -> Result<Vec<ResourceStatus>, Failure> {
+    let wanted = match name {
+        None | Some("all") => None,
+        Some(name) => Some(select(args, Some(name))?.remove(0).name),
+    };
+    let mut client = Client::connect(&args.run_dir)?;
+    expect_done(client.call(&Request::Status { resource: wanted })?)
+}
+
+fn print_field(
+    args: &Args,
+    name: &str,
+    field: impl Fn(&ResourceStatus) -> &String,
+) -> Result<(), Failure> {
+    for resource in status(args, Some(name))? {
+        println!("{}", field(&resource));
+    }
+    Ok(())
+}
