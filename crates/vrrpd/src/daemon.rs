@@ -306,6 +306,7 @@ impl Daemon {
             if received.source == running.core.config().primary_address {
                 continue;
             }
+            let master_before = running.core.master_address();
             if let Err(reason) = running.core.handle_packet(now, &received) {
                 debug!(
                     "{}: dropped a packet from {}: {}",
@@ -314,8 +315,12 @@ impl Daemon {
                     reason.name()
                 );
             }
+            let master_changed = running.core.master_address() != master_before;
             self.counters_dirty = true;
             self.carry_out(index).await;
+            if master_changed {
+                self.write_state();
+            }
         }
         if !matched {
             self.count_unmatched(DropReason::Vrid);
