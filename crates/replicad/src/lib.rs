@@ -1,6 +1,18 @@
 //! replicad: hapair's replication agent, in place of the DRBD kernel
-//! module. The library holds what `haadm` shares with the daemon: the
-//! control protocol and the way state is reported.
+//! module. `haadm` uses the control protocol and the reports from here;
+//! the binary is a thin command line around [`daemon::run`].
+//!
+//! - [`control`]: the JSON-lines protocol on the control socket.
+//! - [`report`]: status and events text in DRBD 9's words.
+//! - [`daemon`]: the resources, the control socket, the events stream.
+//! - `resource`: one resource's life (up, roles, down) and its rules.
+//! - `serve`: NBD connections and the write path.
+//! - `range_lock`: ordering of overlapping requests.
 
 pub mod control;
+pub mod daemon;
 pub mod report;
+
+mod range_lock;
+mod resource;
+mod serve;

@@ -40,15 +40,17 @@ impl RangeLock {
             released.as_mut().enable();
             {
                 let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-                let conflict = held
-                    .ranges
-                    .iter()
-                    .any(|(_, other, other_writes)| (write || *other_writes) && overlaps(&range, other));
+                let conflict = held.ranges.iter().any(|(_, other, other_writes)| {
+                    (write || *other_writes) && overlaps(&range, other)
+                });
                 if !conflict {
                     let id = held.next_id;
                     held.next_id += 1;
                     held.ranges.push((id, range, write));
-                    return RangeGuard { lock: self.clone(), id };
+                    return RangeGuard {
+                        lock: self.clone(),
+                        id,
+                    };
                 }
             }
             released.await;
@@ -58,7 +60,11 @@ impl RangeLock {
 
 impl Drop for RangeGuard {
     fn drop(&mut self) {
-        let mut held = self.lock.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = self
+            .lock
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         held.ranges.retain(|(id, _, _)| *id != self.id);
         drop(held);
         self.lock.released.notify_waiters();
@@ -81,9 +87,18 @@ mod tests {
     async fn writes_exclude_overlaps_and_reads_share() {
         let lock = RangeLock::default();
         let write = lock.acquire(0..4096, true).await;
-        assert!(blocks(&lock, 4095..8192, false).await, "read overlapping a write waits");
-        assert!(blocks(&lock, 100..200, true).await, "write overlapping a write waits");
-        assert!(!blocks(&lock, 4096..8192, true).await, "adjacent ranges do not overlap");
+        assert!(
+            blocks(&lock, 4095..8192, false).await,
+            "read overlapping a write waits"
+        );
+        assert!(
+            blocks(&lock, 100..200, true).await,
+            "write overlapping a write waits"
+        );
+        assert!(
+            !blocks(&lock, 4096..8192, true).await,
+            "adjacent ranges do not overlap"
+        );
         drop(write);
         let read = lock.acquire(0..4096, false).await;
         assert!(!blocks(&lock, 0..4096, false).await, "reads share");
@@ -103,6 +118,12 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(first);
-        assert_eq!(tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap(), 1);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .unwrap()
+                .unwrap(),
+            1
+        );
     }
 }

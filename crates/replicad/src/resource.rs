@@ -1,0 +1,431 @@
+//! One resource's life on this node: down → up (attach: open and check the
+//! metadata, recover after a crash) → Secondary ⇄ Primary → down, with the
+//! rules DRBD users expect (no promotion without UpToDate data unless
+//! forced, no demotion while held open, no `down` while Primary).
+
+use std::fs;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use hapair_config::ResourceConfig;
+use hapair_config::resource::MetaDisk;
+use log::{info, warn};
+use replica::activity_log::AlError;
+use replica::generation::random_id;
+use replica::store::{self, AppliedLog, Metadata, VolumePaths};
+use replica::superblock::Flags;
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::control::{Failure, PeerStatus, ResourceStatus};
+use crate::serve::{self, Journal, Notice, Volume};
+
+/// A refused or failed command, with the exit code class and the message.
+pub type Refusal = (Failure, String);
+
+/// How long a write waits before retrying when the activity log is full
+/// of extents with writes in flight.
+const ACTIVITY_LOG_FULL_RETRY: Duration = Duration::from_millis(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Primary,
+    Secondary,
+}
+
+/// The metadata, shared by the daemon and the write path.
+struct MetadataJournal {
+    metadata: Mutex<Metadata>,
+}
+
+impl MetadataJournal {
+    fn lock(&self) -> MutexGuard<'_, Metadata> {
+        self.metadata.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn io_error(error: store::Error) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+impl Journal for MetadataJournal {
+    fn before_write(&self, range: Range<u64>) -> io::Result<()> {
+        loop {
+            match self.lock().activity_log_begin(range.clone()) {
+                Ok(()) => return Ok(()),
+                Err(store::Error::ActivityLog {
+                    error: AlError::Full { .. },
+                    ..
+                }) => std::thread::sleep(ACTIVITY_LOG_FULL_RETRY),
+                Err(error) => return Err(io_error(error)),
+            }
+        }
+    }
+
+    fn after_write(&self, range: Range<u64>) {
+        let mut metadata = self.lock();
+        // No peer has these blocks: they are out of sync until one does.
+        if let Err(error) = metadata.mark_dirty(range.clone()) {
+            warn!("{error}");
+        }
+        if let Err(error) = metadata.activity_log_end(range) {
+            warn!("{error}");
+        }
+    }
+}
+
+/// A resource that is up.
+struct Attached {
+    journal: Arc<MetadataJournal>,
+    volume: Arc<Volume>,
+    role: Arc<Mutex<Role>>,
+    open: Arc<AtomicU32>,
+    listener: JoinHandle<()>,
+    socket_path: PathBuf,
+}
+
+pub struct Resource {
+    pub config: ResourceConfig,
+    node: String,
+    run_dir: PathBuf,
+    attached: Option<Attached>,
+}
+
+/// The NBD socket of a resource.
+pub fn nbd_socket_path(run_dir: &Path, resource: &str) -> PathBuf {
+    run_dir.join(format!("{resource}.nbd"))
+}
+
+fn refused(message: String) -> Refusal {
+    (Failure::Refused, message)
+}
+
+fn io_failure(error: impl std::fmt::Display) -> Refusal {
+    (Failure::Io, error.to_string())
+}
+
+impl Resource {
+    pub fn new(
+        config: ResourceConfig,
+        node: String,
+        run_dir: PathBuf,
+    ) -> Result<Resource, Refusal> {
+        config
+            .local(&node)
+            .map_err(|e| (Failure::Invalid, e.to_string()))?;
+        Ok(Resource {
+            config,
+            node,
+            run_dir,
+            attached: None,
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn paths(&self) -> VolumePaths {
+        let local = self
+            .config
+            .local(&self.node)
+            .expect("checked in Resource::new");
+        VolumePaths {
+            resource: self.config.name.clone(),
+            backing: local.disk.clone(),
+            meta_disk: match &local.meta_disk {
+                MetaDisk::Internal => store::MetaDisk::Internal,
+                MetaDisk::External(path) => store::MetaDisk::External(path.clone()),
+            },
+        }
+    }
+
+    fn attached(&self) -> Result<&Attached, Refusal> {
+        self.attached.as_ref().ok_or_else(|| {
+            refused(format!(
+                "{} is down: bring it up first (haadm up {})",
+                self.name(),
+                self.name()
+            ))
+        })
+    }
+
+    /// Attaches the disk: opens and checks the metadata, recovers from a
+    /// crash, and opens the NBD socket (which refuses clients until Primary).
+    pub fn up(&mut self, notices: mpsc::UnboundedSender<Notice>) -> Result<(), Refusal> {
+        if self.attached.is_some() {
+            return Ok(());
+        }
+        let paths = self.paths();
+        let mut metadata = Metadata::open(&paths).map_err(io_failure)?;
+        if metadata.needs_crash_recovery() {
+            let recovery = metadata.apply_activity_log().map_err(io_failure)?;
+            let what = match recovery.activity_log {
+                AppliedLog::WasClean => "nothing was in flight".to_string(),
+                AppliedLog::HotExtents(n) => {
+                    format!("{n} hot extent(s) of the activity log marked out of sync")
+                }
+                AppliedLog::WholeDevice => {
+                    "the activity log was unreadable: the whole device is marked out of sync".into()
+                }
+            };
+            let who = if recovery.crashed_primary {
+                "crashed while Primary"
+            } else {
+                "was not shut down cleanly"
+            };
+            warn!("{}: {who}; {what}", self.name());
+        }
+        let file = serve::open_backing(&paths.backing).map_err(|e| {
+            io_failure(format!(
+                "{}: cannot open {}: {e}",
+                self.name(),
+                paths.backing.display()
+            ))
+        })?;
+        let size = metadata.usable_size();
+        let journal = Arc::new(MetadataJournal {
+            metadata: Mutex::new(metadata),
+        });
+        let volume = Arc::new(Volume::new(
+            self.name().to_string(),
+            file,
+            size,
+            Arc::clone(&journal) as Arc<dyn Journal>,
+            self.config.disk.on_io_error,
+            notices,
+        ));
+        let socket_path = nbd_socket_path(&self.run_dir, self.name());
+        let _ = fs::remove_file(&socket_path);
+        let listener = UnixListener::bind(&socket_path).map_err(|e| {
+            io_failure(format!(
+                "{}: cannot listen on {}: {e}",
+                self.name(),
+                socket_path.display()
+            ))
+        })?;
+        let role = Arc::new(Mutex::new(Role::Secondary));
+        let open = Arc::new(AtomicU32::new(0));
+        let listener = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&volume),
+            Arc::clone(&role),
+            Arc::clone(&open),
+            self.node.clone(),
+        ));
+        info!("{}: up, {} bytes, Secondary", self.name(), size);
+        self.attached = Some(Attached {
+            journal,
+            volume,
+            role,
+            open,
+            listener,
+            socket_path,
+        });
+        Ok(())
+    }
+
+    /// Detaches the disk; refused while Primary.
+    pub fn down(&mut self) -> Result<(), Refusal> {
+        let Some(attached) = &self.attached else {
+            return Ok(());
+        };
+        if *lock(&attached.role) == Role::Primary {
+            return Err(refused(format!(
+                "{} is Primary: demote it first (haadm secondary {})",
+                self.name(),
+                self.name()
+            )));
+        }
+        let attached = self.attached.take().expect("checked above");
+        self.stop(attached)?;
+        info!("{}: down", self.name());
+        Ok(())
+    }
+
+    /// Stops serving and closes the metadata cleanly.
+    fn stop(&self, attached: Attached) -> Result<(), Refusal> {
+        attached.listener.abort();
+        let _ = fs::remove_file(&attached.socket_path);
+        attached.volume.sync().map_err(io_failure)?;
+        attached
+            .journal
+            .lock()
+            .mark_clean_shutdown()
+            .map_err(io_failure)
+    }
+
+    pub fn primary(&mut self, force: bool) -> Result<(), Refusal> {
+        let name = self.name().to_string();
+        let attached = self.attached()?;
+        if attached.volume.is_detached() {
+            return Err(refused(format!(
+                "{name}: cannot become Primary: the disk is Diskless (detached after an I/O error)"
+            )));
+        }
+        if *lock(&attached.role) == Role::Primary {
+            return Ok(());
+        }
+        let disk = disk_state(&attached.journal.lock());
+        if disk != "UpToDate" && !force {
+            return Err((
+                Failure::NeedUpToDate,
+                format!(
+                    "{name}: cannot become Primary: the disk is {disk}, not UpToDate \
+                     (use --force only if this copy is the one to keep)"
+                ),
+            ));
+        }
+        attached
+            .journal
+            .lock()
+            .update_superblock(|state| {
+                state.flags.insert(Flags::PRIMARY);
+                if force {
+                    state.flags.insert(Flags::CONSISTENT);
+                    state.flags.insert(Flags::WAS_UP_TO_DATE);
+                }
+                // No peer: what this Primary writes starts a new generation.
+                state.generations.start_new_generation(random_id(), true);
+            })
+            .map_err(io_failure)?;
+        *lock(&attached.role) = Role::Primary;
+        info!("{name}: Primary{}", if force { " (forced)" } else { "" });
+        Ok(())
+    }
+
+    pub fn secondary(&mut self) -> Result<(), Refusal> {
+        let name = self.name().to_string();
+        let attached = self.attached()?;
+        let mut role = lock(&attached.role);
+        if *role == Role::Secondary {
+            return Ok(());
+        }
+        let open = attached.open.load(Ordering::SeqCst);
+        if open > 0 {
+            return Err(refused(format!(
+                "{name}: cannot become Secondary: held open by {open} NBD client(s); disconnect them first"
+            )));
+        }
+        *role = Role::Secondary;
+        drop(role);
+        attached.volume.sync().map_err(io_failure)?;
+        let mut metadata = attached.journal.lock();
+        metadata.flush_bitmap().map_err(io_failure)?;
+        metadata
+            .update_superblock(|state| state.flags.remove(Flags::PRIMARY))
+            .map_err(io_failure)?;
+        info!("{name}: Secondary");
+        Ok(())
+    }
+
+    /// At daemon shutdown: stop serving and close the metadata cleanly.
+    pub fn shut_down(&mut self) {
+        if let Some(attached) = self.attached.take()
+            && let Err((_, message)) = self.stop(attached)
+        {
+            warn!("{}: {message}", self.name());
+        }
+    }
+
+    pub fn status(&self) -> ResourceStatus {
+        let (peer_name, _) = self.config.peer(&self.node).expect("a pair has two nodes");
+        let (role, disk, size, open_count) = match &self.attached {
+            None => ("Secondary".to_string(), "Diskless".to_string(), 0, 0),
+            Some(attached) => {
+                let role = match *lock(&attached.role) {
+                    Role::Primary => "Primary",
+                    Role::Secondary => "Secondary",
+                };
+                let disk = if attached.volume.is_detached() {
+                    "Diskless".to_string()
+                } else {
+                    disk_state(&attached.journal.lock()).to_string()
+                };
+                (
+                    role.to_string(),
+                    disk,
+                    attached.volume.size(),
+                    attached.open.load(Ordering::SeqCst),
+                )
+            }
+        };
+        ResourceStatus {
+            name: self.name().to_string(),
+            role,
+            disk,
+            size,
+            open_count,
+            peer: PeerStatus {
+                name: peer_name.to_string(),
+                connection: "StandAlone".into(),
+                role: "Unknown".into(),
+                disk: "DUnknown".into(),
+            },
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The disk state the metadata flags describe, in DRBD's words.
+fn disk_state(metadata: &Metadata) -> &'static str {
+    let flags = metadata.superblock().state.flags;
+    if flags.contains(Flags::CONSISTENT) && flags.contains(Flags::WAS_UP_TO_DATE) {
+        "UpToDate"
+    } else if flags.contains(Flags::CONSISTENT) {
+        "Consistent"
+    } else {
+        "Inconsistent"
+    }
+}
+
+/// Accepts NBD clients: served while Primary, refused with the reason
+/// while Secondary.
+async fn accept_loop(
+    listener: UnixListener,
+    volume: Arc<Volume>,
+    role: Arc<Mutex<Role>>,
+    open: Arc<AtomicU32>,
+    node: String,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                warn!("{}: NBD accept failed: {error}", volume.name);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let mut export = nbd::Export::new(volume.name.clone(), volume.size());
+        // fdatasync on the one backing file covers every connection's writes.
+        export.multi_conn = true;
+        export.description = Some(format!("hapair resource {} on {node}", volume.name));
+        if *lock(&role) != Role::Primary {
+            export.unavailable = Some(format!(
+                "{} is Secondary on {node}: promote it first (haadm primary {})",
+                volume.name, volume.name
+            ));
+        }
+        let serving = export.unavailable.is_none();
+        if serving {
+            open.fetch_add(1, Ordering::SeqCst);
+        }
+        let (volume, role, open) = (Arc::clone(&volume), Arc::clone(&role), Arc::clone(&open));
+        tokio::spawn(async move {
+            let still_primary = || *lock(&role) == Role::Primary;
+            serve::serve_connection(stream, export, volume, still_primary).await;
+            if serving {
+                open.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    }
+}
