@@ -46,5 +46,9 @@ pub fn create(resource: &ResourceConfig, node: &str, force: bool) -> Result<(), 
 pub fn dump(resource: &ResourceConfig, node: &str) -> Result<String, Failure> {
     let paths = volume_paths(resource, node)?;
     let metadata = Metadata::open(&paths).map_err(|e| Failure::io(e.to_string()))?;
-    Ok(metadata.dump())
+    let mut text = metadata.dump();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }

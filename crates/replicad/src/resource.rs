@@ -415,6 +415,9 @@ async fn accept_loop(
                 volume.name, volume.name
             ));
         }
+        if let Some(reason) = &export.unavailable {
+            info!("{}: refusing an NBD client: {reason}", volume.name);
+        }
         let serving = export.unavailable.is_none();
         if serving {
             open.fetch_add(1, Ordering::SeqCst);
