@@ -31,6 +31,13 @@ pub struct VrrpInstance {
     pub unicast_peer: Vec<IpAddr>,
     /// VRRPv2 `auth_type PASS` with this password.
     pub auth_pass: Option<String>,
+    /// Gratuitous ARPs / unsolicited NAs per address in each announcement
+    /// burst; `None`: the daemon's default (5).
+    pub garp_master_repeat: Option<u32>,
+    /// When the second burst follows the first; `None`: the default (5 s).
+    pub garp_master_delay: Option<Duration>,
+    /// How often a master announces again after that; `None`: never.
+    pub garp_master_refresh: Option<Duration>,
     pub hooks: Hooks,
 }
 
@@ -51,7 +58,8 @@ pub struct Hooks {
 
 impl VrrpInstance {
     /// Instance VI_1 on eth0: VRRP version 2, 1 s adverts, multicast, no
-    /// authentication, preemption on, no hooks, one virtual address.
+    /// authentication, preemption on, default announcements, no hooks, one
+    /// virtual address.
     pub fn new(virtual_router_id: u8, priority: u8, virtual_ip: &str) -> VrrpInstance {
         VrrpInstance {
             name: "VI_1".to_owned(),
@@ -65,6 +73,9 @@ impl VrrpInstance {
             unicast_src_ip: None,
             unicast_peer: Vec::new(),
             auth_pass: None,
+            garp_master_repeat: None,
+            garp_master_delay: None,
+            garp_master_refresh: None,
             hooks: Hooks::default(),
         }
     }
@@ -79,6 +90,22 @@ impl VrrpInstance {
             self.advert_int
         };
         unit * (256 - u32::from(self.priority)) / 256
+    }
+
+    /// The announcement settings that are set, with their config keys
+    /// (the same in both configs) and values.
+    fn announcement_settings(&self) -> Vec<(&'static str, String)> {
+        [
+            (
+                "garp_master_repeat",
+                self.garp_master_repeat.map(|repeat| repeat.to_string()),
+            ),
+            ("garp_master_delay", self.garp_master_delay.map(seconds)),
+            ("garp_master_refresh", self.garp_master_refresh.map(seconds)),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value?)))
+        .collect()
     }
 
     fn unicast_peer_texts(&self) -> Vec<String> {
@@ -124,6 +151,9 @@ pub fn vrrpd_config(instances: &[VrrpInstance]) -> String {
                 "authentication",
                 format!("{{auth_type: PASS, auth_pass: {}}}", quoted(pass)),
             );
+        }
+        for (key, value) in instance.announcement_settings() {
+            field(key, value);
         }
         let hooks = &instance.hooks;
         if let Some(timeout) = hooks.notify_timeout {
@@ -174,6 +204,9 @@ pub fn keepalived_config(router_id: &str, instances: &[VrrpInstance]) -> String 
                 "authentication",
                 &["auth_type PASS".to_owned(), format!("auth_pass {pass}")],
             ));
+        }
+        for (key, value) in instance.announcement_settings() {
+            body.push(format!("{key} {value}"));
         }
         body.push(keepalived_block(
             "virtual_ipaddress",
@@ -262,6 +295,9 @@ mod tests {
             unicast_src_ip: Some("10.99.0.1".parse().unwrap()),
             unicast_peer: vec!["10.99.0.2".parse().unwrap()],
             auth_pass: Some("secret1".to_owned()),
+            garp_master_repeat: Some(3),
+            garp_master_delay: Some(Duration::from_secs(2)),
+            garp_master_refresh: Some(Duration::from_secs(60)),
             hooks: Hooks {
                 notify_master: vec!["/lab/hook".to_owned(), "master".to_owned()],
                 notify: vec!["/lab/notify".to_owned()],
@@ -288,6 +324,9 @@ mod tests {
     unicast_src_ip: "10.99.0.1"
     unicast_peer: ["10.99.0.2"]
     authentication: {auth_type: PASS, auth_pass: "secret1"}
+    garp_master_repeat: 3
+    garp_master_delay: 2
+    garp_master_refresh: 60
     notify_timeout: 1
     notify_master: ["/lab/hook", "master"]
     notify: ["/lab/notify"]
@@ -320,6 +359,9 @@ vrrp_instance VI_1 {
         auth_type PASS
         auth_pass secret1
     }
+    garp_master_repeat 3
+    garp_master_delay 2
+    garp_master_refresh 60
     virtual_ipaddress {
         10.99.0.100/24
     }

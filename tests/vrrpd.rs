@@ -26,6 +26,8 @@ pub struct Vrrpd {
     host: Host,
     proc: Proc,
     run_dir: PathBuf,
+    /// The config file the running process was started with.
+    config: PathBuf,
 }
 
 impl Vrrpd {
@@ -35,11 +37,12 @@ impl Vrrpd {
         let run_dir = host.new_file_path("vrrpd", "run");
         fs::create_dir(&run_dir)
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", run_dir.display()));
-        let proc = spawn_vrrpd(host, &run_dir, config_yaml);
+        let (proc, config) = spawn_vrrpd(host, &run_dir, config_yaml);
         Vrrpd {
             host: host.clone(),
             proc,
             run_dir,
+            config,
         }
     }
 
@@ -52,7 +55,26 @@ impl Vrrpd {
             "{}: restart needs the previous vrrpd to have exited",
             self.proc.label()
         );
-        self.proc = spawn_vrrpd(&self.host, &self.run_dir, config_yaml);
+        (self.proc, self.config) = spawn_vrrpd(&self.host, &self.run_dir, config_yaml);
+    }
+
+    /// Replaces its config file with `config_yaml` (atomically, by a
+    /// rename) and sends SIGHUP, as an operator reloading the service
+    /// would. Returns at once, without waiting for the reload.
+    pub fn reload(&self, config_yaml: &str) {
+        let mut staged = self.config.clone().into_os_string();
+        staged.push(".new");
+        let staged = PathBuf::from(staged);
+        fs::write(&staged, config_yaml)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", staged.display()));
+        fs::rename(&staged, &self.config).unwrap_or_else(|error| {
+            panic!(
+                "cannot move {} to {}: {error}",
+                staged.display(),
+                self.config.display()
+            )
+        });
+        self.proc.kill(Signal::SIGHUP);
     }
 
     pub fn proc(&self) -> &Proc {
@@ -113,12 +135,14 @@ impl Vrrpd {
     }
 }
 
-fn spawn_vrrpd(host: &Host, run_dir: &Path, config_yaml: &str) -> Proc {
+/// Writes `config_yaml` to a new file and starts vrrpd with it; returns the
+/// process and the config file's path.
+fn spawn_vrrpd(host: &Host, run_dir: &Path, config_yaml: &str) -> (Proc, PathBuf) {
     let config = host.new_file_path("vrrpd", "yaml");
     fs::write(&config, config_yaml)
         .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
     let log_filter = env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.to_owned());
-    host.spawn(
+    let proc = host.spawn(
         &[
             path_str(&binary("vrrpd")),
             "-f",
@@ -129,7 +153,8 @@ fn spawn_vrrpd(host: &Host, run_dir: &Path, config_yaml: &str) -> Proc {
             path_str(run_dir),
         ],
         &[("RUST_LOG", &log_filter)],
-    )
+    );
+    (proc, config)
 }
 
 /// Reads a vrrpd state file: `None` while it does not exist. Panics when it
