@@ -1,0 +1,94 @@
+//! `hookrun`: the hook runner's command line. `hookrun run` gives a single
+//! command — a cron job, a handler — the guarantees vrrpd's hooks get: its
+//! own process group, a timeout that kills the whole group (SIGTERM, then
+//! SIGKILL), and its output logged under its name.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hookrun::{HookRunner, Job, Outcome};
+
+#[derive(Parser)]
+#[command(
+    name = "hookrun",
+    version,
+    about = "Run hook commands with timeouts and process-group kill"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one command. Exit status: the command's own; 124 if it timed
+    /// out; 127 if it could not be started; 128+N if killed by signal N.
+    Run {
+        /// Seconds before the command's process group is killed.
+        #[arg(long, default_value_t = 30.0, value_parser = parse_timeout)]
+        timeout: f64,
+        /// The name its log lines carry (default: the program's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        argv: Vec<String>,
+    },
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+/// The conventions of coreutils' `timeout` and of shells.
+fn exit_status(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Exited { code, .. } => u8::try_from(*code).unwrap_or(1),
+        Outcome::Signalled { signal, .. } => u8::try_from(128 + signal).unwrap_or(255),
+        Outcome::TimedOut { .. } => 124,
+        Outcome::SpawnFailed { .. } => 127,
+        Outcome::WaitFailed { .. } => 1,
+    }
+}
+
+fn main() -> ExitCode {
+    let Args {
+        command: Command::Run {
+            timeout,
+            name,
+            argv,
+        },
+    } = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let name = name.unwrap_or_else(|| argv[0].clone());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hookrun: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let runner = HookRunner::new();
+        let job = Job::new(name.clone(), argv, Duration::from_secs_f64(timeout));
+        runner.submit(&name, job).await
+    });
+    match outcome {
+        Ok(outcome) => ExitCode::from(exit_status(&outcome)),
+        Err(_) => {
+            eprintln!("hookrun: the runner stopped before {name} finished");
+            ExitCode::from(1)
+        }
+    }
+}

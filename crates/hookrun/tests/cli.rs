@@ -1,0 +1,108 @@
+//! `hookrun run`: exit statuses as coreutils' timeout gives them, and the
+//! whole process group killed at the timeout.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn hookrun(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hookrun"))
+        .args(args)
+        .output()
+        .expect("hookrun runs")
+}
+
+/// True once `pid` no longer runs: gone, or a zombie waiting for its
+/// (new) parent to reap it.
+fn gone_within(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            // The state follows the parenthesised command name.
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+#[test]
+fn the_commands_exit_code_is_passed_through() {
+    assert_eq!(
+        hookrun(&["run", "--", "sh", "-c", "exit 3"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(hookrun(&["run", "--", "true"]).status.code(), Some(0));
+    assert_eq!(
+        hookrun(&["run", "--", "sh", "-c", "kill -9 $$"])
+            .status
+            .code(),
+        Some(137)
+    );
+}
+
+#[test]
+fn a_missing_program_is_127_and_named() {
+    let output = hookrun(&["run", "--", "/nonexistent/hook"]);
+    assert_eq!(output.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/hook"));
+}
+
+#[test]
+fn a_timeout_kills_the_group_and_is_124() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("child.pid");
+    let script = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+    let started = Instant::now();
+    let output = hookrun(&[
+        "run",
+        "--timeout",
+        "0.3",
+        "--name",
+        "slow",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(output.status.code(), Some(124));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let child: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        gone_within(child, Duration::from_secs(3)),
+        "the background child {child} survived"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("slow") && stderr.contains("timed out"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn output_is_logged_under_the_name_and_bad_timeouts_are_refused() {
+    let output = hookrun(&["run", "--name", "greeter", "--", "echo", "hello there"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("greeter") && stderr.contains("hello there"),
+        "{stderr}"
+    );
+    let refused = hookrun(&["run", "--timeout", "-1", "--", "true"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("-1"));
+}
