@@ -5,8 +5,8 @@
 //! bitmap started tracking changes the peer lacks (zero when the peer is in
 //! sync), and a short *history* of older current ids. Bit 0 of an id records
 //! that it was created while Primary and is ignored when ids are compared.
-//! The peer-sync decision (which side is source, split brain, unrelated data)
-//! compares these ids; it lives with the peer protocol, not here.
+//! The connect-time decision that compares these ids (which side is sync
+//! source, split brain, unrelated data) is in [`crate::sync`].
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -62,6 +62,40 @@ impl GenerationIds {
         } else {
             fresh & !PRIMARY_BIT
         };
+    }
+
+    /// A Primary writes for the first time since it lost its peer: a new
+    /// generation named `fresh` starts before the write reaches the disk.
+    /// The generation it leaves is marked as left by a Primary (bit 0 of the
+    /// bitmap id, when the bitmap id is set here), which is what the
+    /// `discard-younger-primary` and `discard-older-primary` split-brain
+    /// policies look at.
+    ///
+    /// Call it once per period without a peer: a write the peer did not
+    /// acknowledge before the link went down counts as a write without peer.
+    pub fn on_first_write_without_peer(&mut self, fresh: u64) {
+        self.current |= PRIMARY_BIT;
+        self.start_new_generation(fresh, true);
+    }
+
+    /// A Secondary with no peer connected is promoted: a new generation
+    /// named `fresh` starts. The generation it leaves is marked as left by a
+    /// Secondary (bit 0 clear), see [`Self::on_first_write_without_peer`].
+    pub fn on_promotion_without_peer(&mut self, fresh: u64) {
+        self.current &= !PRIMARY_BIT;
+        self.start_new_generation(fresh, true);
+    }
+
+    /// The ids a sync target takes when its resync from `source` finished:
+    /// exactly the source's ids after [`Self::clear_bitmap_id`], so both
+    /// nodes hold the same ids afterwards. The target's own older ids are
+    /// dropped: its data now descends from the source's generations only
+    /// (its previous current id is among them unless its changes were
+    /// discarded after a split brain).
+    pub fn after_sync_as_target(source: &GenerationIds) -> GenerationIds {
+        let mut adopted = *source;
+        adopted.clear_bitmap_id();
+        adopted
     }
 
     /// The peer caught up (resync finished, or it was in sync when it came

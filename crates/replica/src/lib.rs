@@ -18,8 +18,11 @@
 //! - [`store`]: the file layer: create, open, update, recover.
 //! - [`dump`]: the human-readable dump for `haadm dump-md`.
 //! - [`size`]: exact human-readable sizes for messages.
+//! - [`wire`]: the peer wire protocol codec (`docs/wire-protocol.md`).
+//! - [`auth`]: the connection handshake and peer authentication.
 
 pub mod activity_log;
+pub mod auth;
 pub mod bitmap;
 pub mod block;
 pub mod dump;
@@ -28,3 +31,5 @@ pub mod layout;
 pub mod size;
 pub mod store;
 pub mod superblock;
+pub mod sync;
+pub mod wire;
