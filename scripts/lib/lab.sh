@@ -1,0 +1,369 @@
+# shellcheck shell=bash
+# lab.sh: the network-namespace lab shared by scripts/demo.sh and the
+# benchmarks under scripts/bench/. Source it; do not run it.
+#
+# The lab is a small LAN built out of network namespaces: one "switch"
+# namespace holding a bridge, and one namespace per host, each joined to the
+# bridge by a veth pair whose host end is called eth0. Host number i (1, 2,
+# ...) gets 10.99.0.i/24 and fd99::i/64. The root namespace only sees the
+# veths for the moment between their creation and their move into the
+# switch; no address, route or traffic touches it.
+#
+# Namespace names carry the pid of the script, so several labs can coexist.
+# lab_init installs a trap that, on any exit (success, failure, Ctrl-C),
+# kills every process left in the lab's namespaces, deletes the namespaces
+# and removes the scratch directory (kept, with the daemons' log tails
+# printed, when the script fails).
+#
+# Functions, in the order a script uses them:
+#   lab_init NAME                 trap, scratch dir, lab lock
+#   lab_require_root
+#   lab_install_packages PKG...   apt-get install the missing ones
+#   lab_build_vrrpd               cargo build --release; sets LAB_VRRPD
+#   lab_up HOST...                the switch and one namespace per host
+#   lab_write_vrrpd_config ...    one YAML file for both hosts
+#   lab_spawn HOST LOG CMD...     start CMD in HOST's namespace; sets LAB_PID
+#   lab_spawn_vrrpd HOST CONFIG   the same for vrrpd
+#   lab_poll TIMEOUT_MS CMD...    wait for CMD to succeed; sets LAB_SEEN_US
+#   lab_holds_address HOST ADDR, lab_remove_address HOST ADDR/LEN
+#   lab_holds_vip HOST, lab_sole_vip_holder HOST OTHER
+#   lab_wait_exit TIMEOUT_MS PID..., lab_signal_and_wait SIGNAL TIMEOUT_MS PID...
+#   lab_host_pids HOST, lab_memory_kib VmRSS|RssAnon|Pss PID...
+#   lab_kill_host HOST
+#   lab_now_us, lab_ms_between FROM_US TO_US, lab_fail MESSAGE
+
+# The lab's fixed addressing and virtual router.
+LAB_SUBNET_PREFIX=10.99.0
+LAB_VIP=10.99.0.100
+LAB_VIP_LEN=24
+LAB_VRID=51
+LAB_INSTANCE=VI_1
+
+LAB_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB_PREFIX="hp$$"
+LAB_SWITCH="${LAB_PREFIX}-sw"
+LAB_SCRIPT=lab
+LAB_DIR=""
+LAB_HOSTS=()
+LAB_LOGS=()
+declare -A LAB_NAMESPACE=()
+declare -A LAB_ADDRESS=()
+# Results of lab_spawn, lab_poll and lab_wait_exit, read by the sourcing
+# script (hence the SC2034 "unused" notes where they are set).
+LAB_PID="" LAB_SEEN_US="" LAB_EXIT_STATUS=""
+
+# Prints MESSAGE as an error of the calling script and exits 1 (the trap
+# then cleans up).
+lab_fail() {
+    printf '%s: error: %s\n' "$LAB_SCRIPT" "$*" >&2
+    exit 1
+}
+
+# Sets the script name used in messages, the traps, the scratch directory,
+# and takes the lab lock (/run/lock/hapair-lab.lock, or $HAPAIR_LAB_LOCK) so
+# that two timing-sensitive runs (demo, benchmarks) do not share the CPU.
+lab_init() {
+    LAB_SCRIPT=$1
+    # Under `set -e` a failing command ends the script silently: say which.
+    set -E
+    trap 'lab_fail "${BASH_SOURCE[0]#"$LAB_REPO"/} line $LINENO: \`$BASH_COMMAND\` failed with status $?"' ERR
+    trap lab_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+    LAB_DIR=$(mktemp -d "/tmp/hapair-${LAB_SCRIPT}.XXXXXX")
+    # A FIFO nobody writes to: `read -t` on it sleeps without forking.
+    mkfifo "$LAB_DIR/.tick"
+    exec {LAB_TICK_FD}<>"$LAB_DIR/.tick"
+    local lock=${HAPAIR_LAB_LOCK:-/run/lock/hapair-lab.lock}
+    if [[ -w $(dirname "$lock") ]]; then
+        exec {LAB_LOCK_FD}>"$lock"
+        if ! flock -n "$LAB_LOCK_FD"; then
+            echo "$LAB_SCRIPT: another lab run holds $lock; waiting for it (at most 15 min)..."
+            flock -w 900 "$LAB_LOCK_FD" ||
+                lab_fail "$lock is still locked after 15 min; is a test or benchmark stuck? (see: fuser $lock)"
+        fi
+    fi
+}
+
+lab_require_root() {
+    [[ $(id -u) -eq 0 ]] ||
+        lab_fail "run me as root: network namespaces need it (e.g. sudo $0)"
+}
+
+# Installs the Debian packages among PKG... that are not installed yet;
+# runs apt-get update first, and only when something is missing.
+lab_install_packages() {
+    local package missing=()
+    for package in "$@"; do
+        if [[ $(dpkg-query -W -f='${Status}' "$package" 2>/dev/null) != "install ok installed" ]]; then
+            missing+=("$package")
+        fi
+    done
+    ((${#missing[@]})) || return 0
+    echo "$LAB_SCRIPT: installing the missing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q || lab_fail "apt-get update failed; check the network and /etc/apt/sources.list"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+        lab_fail "apt-get install ${missing[*]} failed; install them by hand and run me again"
+}
+
+# Builds vrrpd in release mode from the repository holding this script and
+# sets LAB_VRRPD to the binary.
+lab_build_vrrpd() {
+    local cargo
+    cargo=$(command -v cargo || true)
+    if [[ -z $cargo ]]; then
+        local home
+        for home in "$HOME" "$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)"; do
+            if [[ -x $home/.cargo/bin/cargo ]]; then
+                cargo=$home/.cargo/bin/cargo
+                break
+            fi
+        done
+    fi
+    [[ -n $cargo ]] ||
+        lab_fail "cargo not found: install Rust (1.89 or newer) from https://rustup.rs and run me again"
+    (cd "$LAB_REPO" && "$cargo" build --release -p vrrpd) ||
+        lab_fail "cargo build --release -p vrrpd failed in $LAB_REPO (see the compiler output above)"
+    LAB_VRRPD=${CARGO_TARGET_DIR:-$LAB_REPO/target}/release/vrrpd
+    [[ -x $LAB_VRRPD ]] || lab_fail "the build succeeded but $LAB_VRRPD is missing"
+}
+
+# Creates the switch and one namespace per HOST; the first host gets
+# 10.99.0.1 and fd99::1, the second .2, and so on.
+lab_up() {
+    ip netns add "$LAB_SWITCH" || lab_fail "cannot create the network namespace $LAB_SWITCH"
+    ip -n "$LAB_SWITCH" link add br0 type bridge
+    ip -n "$LAB_SWITCH" link set br0 up
+    local host number=0 namespace veth
+    for host in "$@"; do
+        number=$((number + 1))
+        namespace="${LAB_PREFIX}-${host}"
+        veth="${LAB_PREFIX}v${number}"
+        ip netns add "$namespace" || lab_fail "cannot create the network namespace $namespace"
+        LAB_HOSTS+=("$host")
+        LAB_NAMESPACE[$host]=$namespace
+        LAB_ADDRESS[$host]="${LAB_SUBNET_PREFIX}.${number}"
+        # No duplicate address detection: addresses are usable at once.
+        ip netns exec "$namespace" sh -c \
+            'echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad; echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad'
+        ip link add "$veth" type veth peer name eth0 netns "$namespace"
+        ip link set "$veth" netns "$LAB_SWITCH"
+        ip -n "$LAB_SWITCH" link set "$veth" master br0 up
+        ip -n "$namespace" addr add "${LAB_ADDRESS[$host]}/24" dev eth0
+        ip -n "$namespace" addr add "fd99::${number}/64" dev eth0 nodad
+        ip -n "$namespace" link set lo up
+        ip -n "$namespace" link set eth0 up
+    done
+}
+
+# Writes FILE: one vrrpd configuration for both hosts (vrrpd picks its
+# node's entry under `nodes:`), one instance on eth0 holding the lab's VIP.
+# Usage: lab_write_vrrpd_config FILE VERSION ADVERT_INT HOST=PRIORITY...
+lab_write_vrrpd_config() {
+    local file=$1 version=$2 advert_int=$3
+    shift 3
+    {
+        echo "# The same file on every host: each vrrpd takes its priority from"
+        echo "# its own entry under nodes: (chosen with --node)."
+        echo "instances:"
+        echo "  - name: $LAB_INSTANCE"
+        echo "    interface: eth0"
+        echo "    virtual_router_id: $LAB_VRID"
+        echo "    version: $version"
+        echo "    advert_int: $advert_int"
+        echo "    virtual_ipaddress: [$LAB_VIP/$LAB_VIP_LEN]"
+        echo "    nodes:"
+        local entry
+        for entry in "$@"; do
+            echo "      ${entry%%=*}: {priority: ${entry#*=}}"
+        done
+    } >"$file"
+}
+
+# Starts CMD... in HOST's namespace, in the background, with its output in
+# LOG; sets LAB_PID to its pid (`ip netns exec` execs CMD, so this is CMD's
+# own pid).
+lab_spawn() {
+    local host=$1 log=$2
+    shift 2
+    [[ " ${LAB_LOGS[*]} " == *" $log "* ]] || LAB_LOGS+=("$log")
+    ip netns exec "${LAB_NAMESPACE[$host]}" "$@" </dev/null >>"$log" 2>&1 &
+    # shellcheck disable=SC2034
+    LAB_PID=$!
+}
+
+# Starts vrrpd on HOST with CONFIG (as node HOST), its run directory in
+# $LAB_DIR/HOST/run and its log in $LAB_DIR/HOST/vrrpd.log; sets LAB_PID.
+lab_spawn_vrrpd() {
+    mkdir -p "$LAB_DIR/$1/run"
+    lab_spawn "$1" "$LAB_DIR/$1/vrrpd.log" \
+        "$LAB_VRRPD" -f "$2" --node "$1" --run-dir "$LAB_DIR/$1/run"
+}
+
+# Prints the microseconds since the epoch ($EPOCHREALTIME). Where a fork
+# would matter, read ${EPOCHREALTIME/[.,]/} directly instead.
+lab_now_us() {
+    local now=${EPOCHREALTIME/[.,]/}
+    echo "$now"
+}
+
+# Prints the whole milliseconds from FROM_US to TO_US.
+lab_ms_between() {
+    echo $((($2 - $1) / 1000))
+}
+
+# Runs CMD... every ~10 ms until it succeeds (returns 0, with LAB_SEEN_US set
+# to the moment it first did) or TIMEOUT_MS passed (returns 1).
+lab_poll() {
+    local timeout_ms=$1
+    shift
+    local start=${EPOCHREALTIME/[.,]/} now
+    while true; do
+        if "$@"; then
+            # shellcheck disable=SC2034
+            LAB_SEEN_US=${EPOCHREALTIME/[.,]/}
+            return 0
+        fi
+        now=${EPOCHREALTIME/[.,]/}
+        ((now - start < timeout_ms * 1000)) || return 1
+        read -r -t 0.01 -u "$LAB_TICK_FD" _ || true
+    done
+}
+
+# Succeeds if HOST's eth0 holds the IP address ADDR (no prefix length).
+lab_holds_address() {
+    local addresses
+    addresses=$(ip -n "${LAB_NAMESPACE[$1]}" -o addr show dev eth0) || return 1
+    [[ $addresses == *" inet $2/"* || $addresses == *" inet6 $2/"* ]]
+}
+
+# Succeeds if HOST holds the lab's virtual IP.
+lab_holds_vip() {
+    lab_holds_address "$1" "$LAB_VIP"
+}
+
+# Succeeds if HOST holds the lab's virtual IP and OTHER does not.
+lab_sole_vip_holder() {
+    lab_holds_vip "$1" && ! lab_holds_vip "$2"
+}
+
+# Removes ADDR/LEN from HOST's eth0 if it is there (a SIGKILLed daemon
+# leaves its virtual address behind).
+lab_remove_address() {
+    if lab_holds_address "$1" "${2%/*}"; then
+        ip -n "${LAB_NAMESPACE[$1]}" addr del "$2" dev eth0
+    fi
+}
+
+# Waits up to TIMEOUT_MS for each PID to exit, and reaps those that are
+# children of this shell; sets LAB_EXIT_STATUS to the first one's exit
+# status. Returns 1 if one still runs.
+lab_wait_exit() {
+    local timeout_ms=$1 pid status first=1
+    shift
+    for pid in "$@"; do
+        # An exited child stays a zombie (state Z) until reaped by `wait`.
+        lab_poll "$timeout_ms" lab_process_gone "$pid" || return 1
+        status=0
+        wait "$pid" 2>/dev/null || status=$?
+        if ((first)); then
+            # shellcheck disable=SC2034
+            LAB_EXIT_STATUS=$status
+            first=0
+        fi
+    done
+}
+
+# Sends SIGNAL to PID... and waits up to TIMEOUT_MS for each to exit, as
+# lab_wait_exit does. Bash reports a child killed by a signal ("Killed") on
+# stderr whenever it notices; this runs with stderr on /dev/null until the
+# children are reaped, so that report does not clutter the output.
+lab_signal_and_wait() {
+    local signal=$1 timeout_ms=$2
+    shift 2
+    {
+        kill -"$signal" "$@" || true
+        lab_wait_exit "$timeout_ms" "$@"
+    } 2>/dev/null
+}
+
+# Succeeds if PID no longer runs (gone, or a zombie).
+lab_process_gone() {
+    local stat
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 0
+    stat=${stat##*) }
+    [[ ${stat:0:1} == Z ]]
+}
+
+# Prints the pids of the live processes in HOST's namespace, one a line.
+lab_host_pids() {
+    local pid
+    for pid in $(ip netns pids "${LAB_NAMESPACE[$1]}"); do
+        lab_process_gone "$pid" || echo "$pid"
+    done
+}
+
+# Prints the sum, in KiB, of the memory FIELD of the processes PID...:
+#   VmRSS    resident set size (/proc/PID/status): every page mapped in,
+#            the program's code and shared libraries included;
+#   RssAnon  its anonymous part: heap, stacks, private data;
+#   Pss      proportional set size (/proc/PID/smaps_rollup): a page shared
+#            by N processes counts 1/N, so the pages a forked child shares
+#            with its parent are not counted twice.
+lab_memory_kib() {
+    local field=$1 file pid total=0 key value _
+    shift
+    case $field in
+        VmRSS | RssAnon) file=status ;;
+        Pss) file=smaps_rollup ;;
+        *) lab_fail "lab_memory_kib: unknown field '$field' (VmRSS, RssAnon or Pss)" ;;
+    esac
+    for pid in "$@"; do
+        while read -r key value _; do
+            if [[ $key == "$field:" ]]; then
+                total=$((total + value))
+            fi
+        done <"/proc/$pid/$file"
+    done
+    echo "$total"
+}
+
+# SIGKILLs every process in HOST's namespace and waits until they are gone
+# (returns 1 if one survives 5 s).
+lab_kill_host() {
+    local pids
+    mapfile -t pids < <(lab_host_pids "$1")
+    ((${#pids[@]} == 0)) || lab_signal_and_wait KILL 5000 "${pids[@]}"
+}
+
+# The EXIT trap: kills what runs in the lab, deletes the namespaces and the
+# scratch directory. On failure it shows the end of every daemon log first.
+lab_cleanup() {
+    local status=$? host namespace log number
+    set +e
+    trap - ERR INT TERM HUP
+    for host in "${LAB_HOSTS[@]}"; do
+        lab_kill_host "$host" 2>/dev/null
+    done
+    for namespace in "${LAB_NAMESPACE[@]}" "$LAB_SWITCH"; do
+        ip netns del "$namespace" 2>/dev/null
+    done
+    # Veths that never reached the switch (a failure in the middle of lab_up).
+    for ((number = 1; number <= ${#LAB_HOSTS[@]}; number++)); do
+        ip link del "${LAB_PREFIX}v${number}" 2>/dev/null
+    done
+    if [[ -n $LAB_DIR ]]; then
+        if ((status != 0 && ${#LAB_LOGS[@]})); then
+            for log in "${LAB_LOGS[@]}"; do
+                [[ -s $log ]] || continue
+                echo "--- last lines of $log ---" >&2
+                tail -n 15 "$log" >&2
+            done
+            echo "$LAB_SCRIPT: failed (exit $status); the lab is removed, its files are kept in $LAB_DIR" >&2
+        else
+            rm -rf "$LAB_DIR"
+        fi
+    fi
+    exit "$status"
+}
