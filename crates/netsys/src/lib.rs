@@ -1,7 +1,8 @@
 //! The system calls that hapair's daemons need and that neither the standard
 //! library, socket2 nor nix wraps safely: sending whole Ethernet frames on an
-//! `AF_PACKET` socket, choosing the IPv4 multicast interface by index, and
-//! registering sockets with tokio's reactor.
+//! `AF_PACKET` socket, choosing the IPv4 multicast interface by index,
+//! registering sockets with tokio's reactor, and a nanosecond timer
+//! (`timerfd`) for event loops where tokio's millisecond ticks are too coarse.
 //!
 //! This is the one crate of the workspace where `unsafe` is allowed. Each
 //! `unsafe` block is a single system call or address conversion with a
@@ -15,8 +16,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
 
 mod async_socket;
+mod precise_timer;
 
 pub use async_socket::register_async;
+pub use precise_timer::PreciseTimer;
 
 const ETHERNET_HEADER_LEN: usize = 14;
 

@@ -93,10 +93,11 @@ impl Daemon {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let mut timer = netsys::PreciseTimer::new()?;
         loop {
             let wake = daemon.next_wake();
             tokio::select! {
-                _ = tokio::time::sleep_until(wake.into()) => daemon.on_timers().await,
+                _ = timer.sleep_until(wake) => daemon.on_timers().await,
                 Some((key, datagram)) = incoming.recv() => daemon.on_datagram(key, datagram).await,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
