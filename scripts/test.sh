@@ -9,8 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # iproute2: the lab's namespaces, veths and bridge; keepalived: the VRRP
-# interop peer and benchmark baseline; tshark: packet dissection.
-packages=(iproute2 keepalived tshark procps)
+# interop peer; tshark: packet dissection; libnbd-bin (nbdinfo, nbdcopy,
+# nbdfuse), qemu-utils (qemu-io), fuse3, e2fsprogs: real NBD clients and a
+# real filesystem on replicad's volumes.
+packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs)
 
 missing=()
 for package in "${packages[@]}"; do
