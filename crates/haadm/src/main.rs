@@ -68,6 +68,16 @@ enum Command {
     },
     /// Demote to Secondary (refused while an NBD client holds it open).
     Secondary { resource: String },
+    /// Connect to the peer again (after disconnect or a refused connect).
+    Connect {
+        resource: String,
+        /// If the connect finds a split brain, drop this node's changes
+        /// and resync from the peer.
+        #[arg(long)]
+        discard_my_data: bool,
+    },
+    /// Drop the connection to the peer: StandAlone until connect.
+    Disconnect { resource: String },
     /// The state of every resource, or one, in DRBD 9's layout.
     Status {
         resource: Option<String>,
@@ -188,6 +198,16 @@ fn run(args: Args) -> Result<(), Failure> {
             force: *force,
         }),
         Command::Secondary { resource } => each(&args, resource, |name| Request::Secondary {
+            resource: name,
+        }),
+        Command::Connect {
+            resource,
+            discard_my_data,
+        } => each(&args, resource, |name| Request::Connect {
+            resource: name,
+            discard_my_data: *discard_my_data,
+        }),
+        Command::Disconnect { resource } => each(&args, resource, |name| Request::Disconnect {
             resource: name,
         }),
         Command::Status { resource, json } => {

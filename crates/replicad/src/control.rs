@@ -33,6 +33,17 @@ pub enum Request {
     Secondary {
         resource: String,
     },
+    /// Start (or restart) the peer link; with `discard_my_data`, this
+    /// node's changes lose if the connect finds a split brain.
+    Connect {
+        resource: String,
+        #[serde(default)]
+        discard_my_data: bool,
+    },
+    /// Stop the peer link: StandAlone until `connect`.
+    Disconnect {
+        resource: String,
+    },
     /// Every resource, or one.
     Status {
         resource: Option<String>,
@@ -67,7 +78,7 @@ impl Failure {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Reply {
     Done { resources: Vec<ResourceStatus> },
@@ -75,7 +86,7 @@ pub enum Reply {
 }
 
 /// What `haadm status` shows of one resource, in DRBD's words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceStatus {
     pub name: String,
     /// `Primary` or `Secondary`.
@@ -89,7 +100,7 @@ pub struct ResourceStatus {
     pub peer: PeerStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerStatus {
     pub name: String,
     /// `StandAlone`, `Connecting`, `Connected`.
@@ -98,6 +109,16 @@ pub struct PeerStatus {
     pub role: String,
     /// The peer's disk, `DUnknown` when not connected.
     pub disk: String,
+    /// `Off`, `Established`, `SyncSource`, `SyncTarget`.
+    pub replication: String,
+    /// Percent of the resync done, while one runs.
+    pub done: Option<f64>,
+    /// Bytes this node sent or received as resync since replicad started.
+    pub resynced_bytes: u64,
+    /// The link is StandAlone because the connect found a split brain.
+    pub split_brain: bool,
+    /// Why the link is StandAlone, when a connect was refused.
+    pub reason: Option<String>,
 }
 
 /// Why the daemon could not be asked.

@@ -74,6 +74,14 @@ impl Registry {
             Request::Down { resource } => self.with(resource, Resource::down),
             Request::Primary { resource, force } => self.with(resource, |r| r.primary(*force)),
             Request::Secondary { resource } => self.with(resource, Resource::secondary),
+            Request::Connect {
+                resource,
+                discard_my_data,
+            } => {
+                let notices = self.notices.clone();
+                self.with(resource, |r| r.connect(*discard_my_data, notices))
+            }
+            Request::Disconnect { resource } => self.with(resource, Resource::disconnect),
         };
         self.publish_changes();
         match result {
@@ -82,7 +90,9 @@ impl Registry {
                     Request::Up { resource }
                     | Request::Down { resource }
                     | Request::Primary { resource, .. }
-                    | Request::Secondary { resource } => Some(resource.as_str()),
+                    | Request::Secondary { resource }
+                    | Request::Connect { resource, .. }
+                    | Request::Disconnect { resource } => Some(resource.as_str()),
                     Request::Status { resource } => resource.as_deref(),
                     Request::Events => None,
                 };
@@ -147,8 +157,9 @@ pub async fn run(resources: Vec<ResourceConfig>, node: String, run_dir: PathBuf)
                 Err(error) => warn!("control socket: {error}"),
             },
             Some(notice) = notice_rx.recv() => {
-                let Notice::Detached { error } = notice;
-                error!("disk detached: {error}");
+                if let Notice::Detached { error } = notice {
+                    error!("disk detached: {error}");
+                }
                 lock(&shared).publish_changes();
             }
             _ = terminate.recv() => break,

@@ -8,11 +8,13 @@
 //! - `resource`: one resource's life (up, roles, down) and its rules.
 //! - `serve`: NBD connections and the write path.
 //! - `range_lock`: ordering of overlapping requests.
+//! - `peer`: the peer link: handshake, mirroring, resync.
 
 pub mod control;
 pub mod daemon;
 pub mod report;
 
+mod peer;
 mod range_lock;
 mod resource;
 mod serve;

@@ -7,16 +7,31 @@ use crate::control::ResourceStatus;
 /// ```text
 /// r0 role:Primary
 ///   disk:UpToDate
-///   ha2 connection:StandAlone
+///   ha2 role:Secondary
+///     replication:SyncSource peer-disk:Inconsistent done:42.10
 /// ```
+/// A link left StandAlone by a split brain says `split-brain:yes`.
 pub fn status_text(resources: &[ResourceStatus]) -> String {
     resources
         .iter()
         .map(|r| {
             let peer = if r.peer.connection == "Connected" {
+                let replication = match r.peer.replication.as_str() {
+                    "Off" | "Established" => String::new(),
+                    other => format!("replication:{other} "),
+                };
+                let done = r
+                    .peer
+                    .done
+                    .map_or(String::new(), |d| format!(" done:{d:.2}"));
                 format!(
-                    "  {} role:{}\n    peer-disk:{}\n",
+                    "  {} role:{}\n    {replication}peer-disk:{}{done}\n",
                     r.peer.name, r.peer.role, r.peer.disk
+                )
+            } else if r.peer.split_brain {
+                format!(
+                    "  {} connection:{} split-brain:yes\n",
+                    r.peer.name, r.peer.connection
                 )
             } else {
                 format!("  {} connection:{}\n", r.peer.name, r.peer.connection)
@@ -47,8 +62,8 @@ pub fn event_lines(action: &str, resource: &ResourceStatus) -> Vec<String> {
             if resource.open_count > 0 { "yes" } else { "no" }
         ),
         format!(
-            "{action} peer-device name:{name} conn-name:{} volume:0 replication:Off peer-disk:{}",
-            peer.name, peer.disk
+            "{action} peer-device name:{name} conn-name:{} volume:0 replication:{} peer-disk:{}",
+            peer.name, peer.replication, peer.disk
         ),
     ]
 }
@@ -81,8 +96,45 @@ mod tests {
                 connection: "StandAlone".into(),
                 role: "Unknown".into(),
                 disk: "DUnknown".into(),
+                replication: "Off".into(),
+                done: None,
+                resynced_bytes: 0,
+                split_brain: false,
+                reason: None,
             },
         }
+    }
+
+    #[test]
+    fn a_connected_peer_shows_role_disk_and_resync_progress() {
+        let mut syncing = resource("Primary", "UpToDate");
+        syncing.peer.connection = "Connected".into();
+        syncing.peer.role = "Secondary".into();
+        syncing.peer.disk = "Inconsistent".into();
+        syncing.peer.replication = "SyncSource".into();
+        syncing.peer.done = Some(42.1);
+        assert_eq!(
+            status_text(&[syncing.clone()]),
+            "r0 role:Primary\n  disk:UpToDate\n  ha2 role:Secondary\n    \
+             replication:SyncSource peer-disk:Inconsistent done:42.10\n"
+        );
+        syncing.peer.replication = "Established".into();
+        syncing.peer.disk = "UpToDate".into();
+        syncing.peer.done = None;
+        assert_eq!(
+            status_text(&[syncing]),
+            "r0 role:Primary\n  disk:UpToDate\n  ha2 role:Secondary\n    peer-disk:UpToDate\n"
+        );
+    }
+
+    #[test]
+    fn a_split_brain_is_named() {
+        let mut split = resource("Secondary", "UpToDate");
+        split.peer.split_brain = true;
+        assert_eq!(
+            status_text(&[split]),
+            "r0 role:Secondary\n  disk:UpToDate\n  ha2 connection:StandAlone split-brain:yes\n"
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! One resource's life on this node: down → up (attach: open and check the
 //! metadata, recover after a crash) → Secondary ⇄ Primary → down, with the
 //! rules DRBD users expect (no promotion without UpToDate data unless
-//! forced, no demotion while held open, no `down` while Primary).
+//! forced, no promotion while the peer is Primary, no demotion while held
+//! open, no `down` while Primary). While up, the peer link ([`crate::peer`])
+//! connects, mirrors and resyncs.
 
 use std::fs;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -22,8 +24,9 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::control::{Failure, PeerStatus, ResourceStatus};
-use crate::serve::{self, Journal, Notice, Volume};
+use crate::control::{Failure, ResourceStatus};
+use crate::peer::{self, LinkContext, PeerLink};
+use crate::serve::{self, Journal, Mirror, Notice, Volume};
 
 /// A refused or failed command, with the exit code class and the message.
 pub type Refusal = (Failure, String);
@@ -33,18 +36,21 @@ pub type Refusal = (Failure, String);
 const ACTIVITY_LOG_FULL_RETRY: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Primary,
     Secondary,
 }
 
-/// The metadata, shared by the daemon and the write path.
-struct MetadataJournal {
+/// The metadata, shared by the daemon, the write path and the peer link.
+pub struct MetadataJournal {
     metadata: Mutex<Metadata>,
+    /// A new data generation was started since the peer was last
+    /// connected (by a promotion or a write without the peer).
+    pub generation_started_without_peer: AtomicBool,
 }
 
 impl MetadataJournal {
-    fn lock(&self) -> MutexGuard<'_, Metadata> {
+    pub fn lock(&self) -> MutexGuard<'_, Metadata> {
         self.metadata.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -67,12 +73,27 @@ impl Journal for MetadataJournal {
         }
     }
 
-    fn after_write(&self, range: Range<u64>) {
+    fn out_of_sync(&self, range: Range<u64>) {
         let mut metadata = self.lock();
-        // No peer has these blocks: they are out of sync until one does.
-        if let Err(error) = metadata.mark_dirty(range.clone()) {
+        // The first write without the peer starts a new generation, so that
+        // the next connect sees which node changed the data.
+        if !self
+            .generation_started_without_peer
+            .swap(true, Ordering::SeqCst)
+            && let Err(error) = metadata.update_superblock(|state| {
+                state.generations.on_first_write_without_peer(random_id())
+            })
+        {
             warn!("{error}");
         }
+        // No peer has these blocks: they are out of sync until one does.
+        if let Err(error) = metadata.mark_dirty(range) {
+            warn!("{error}");
+        }
+    }
+
+    fn after_write(&self, range: Range<u64>) {
+        let mut metadata = self.lock();
         if let Err(error) = metadata.activity_log_end(range) {
             warn!("{error}");
         }
@@ -87,6 +108,8 @@ struct Attached {
     open: Arc<AtomicU32>,
     listener: JoinHandle<()>,
     socket_path: PathBuf,
+    /// The connection task while the link is not StandAlone.
+    link_task: Option<JoinHandle<()>>,
 }
 
 pub struct Resource {
@@ -94,6 +117,7 @@ pub struct Resource {
     node: String,
     run_dir: PathBuf,
     attached: Option<Attached>,
+    link: Arc<PeerLink>,
 }
 
 /// The NBD socket of a resource.
@@ -118,11 +142,16 @@ impl Resource {
         config
             .local(&node)
             .map_err(|e| (Failure::Invalid, e.to_string()))?;
+        let (peer_name, _) = config
+            .peer(&node)
+            .map_err(|e| (Failure::Invalid, e.to_string()))?;
+        let link = PeerLink::new(&config, peer_name);
         Ok(Resource {
             config,
             node,
             run_dir,
             attached: None,
+            link,
         })
     }
 
@@ -191,14 +220,16 @@ impl Resource {
         let size = metadata.usable_size();
         let journal = Arc::new(MetadataJournal {
             metadata: Mutex::new(metadata),
+            generation_started_without_peer: AtomicBool::new(false),
         });
         let volume = Arc::new(Volume::new(
             self.name().to_string(),
             file,
             size,
             Arc::clone(&journal) as Arc<dyn Journal>,
+            Arc::clone(&self.link) as Arc<dyn Mirror>,
             self.config.disk.on_io_error,
-            notices,
+            notices.clone(),
         ));
         let socket_path = nbd_socket_path(&self.run_dir, self.name());
         let _ = fs::remove_file(&socket_path);
@@ -226,7 +257,54 @@ impl Resource {
             open,
             listener,
             socket_path,
+            link_task: None,
         });
+        self.connect(false, notices)
+    }
+
+    /// Starts the peer link (again), e.g. after a split brain was
+    /// resolved by hand; `discard_my_data` makes this node the one whose
+    /// changes a split brain drops.
+    pub fn connect(
+        &mut self,
+        discard_my_data: bool,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) -> Result<(), Refusal> {
+        let name = self.name().to_string();
+        let attached = self.attached.as_mut().ok_or_else(|| {
+            refused(format!(
+                "{name} is down: bring it up first (haadm up {name})"
+            ))
+        })?;
+        if let Some(task) = attached.link_task.take() {
+            if !task.is_finished() && !discard_my_data {
+                attached.link_task = Some(task);
+                return Ok(());
+            }
+            task.abort();
+        }
+        let context = LinkContext {
+            config: self.config.clone(),
+            node: self.node.clone(),
+            link: Arc::clone(&self.link),
+            volume: Arc::clone(&attached.volume),
+            journal: Arc::clone(&attached.journal),
+            role: Arc::clone(&attached.role),
+            notices,
+        };
+        attached.link_task = Some(peer::start(context, discard_my_data));
+        Ok(())
+    }
+
+    /// Stops the peer link: StandAlone until `connect`.
+    pub fn disconnect(&mut self) -> Result<(), Refusal> {
+        if let Some(attached) = &mut self.attached
+            && let Some(task) = attached.link_task.take()
+        {
+            task.abort();
+            info!("{}: disconnected from the peer", self.config.name);
+        }
+        peer::stopped(&self.link);
         Ok(())
     }
 
@@ -251,6 +329,10 @@ impl Resource {
     /// Stops serving and closes the metadata cleanly.
     fn stop(&self, attached: Attached) -> Result<(), Refusal> {
         attached.listener.abort();
+        if let Some(task) = &attached.link_task {
+            task.abort();
+        }
+        peer::stopped(&self.link);
         let _ = fs::remove_file(&attached.socket_path);
         attached.volume.sync().map_err(io_failure)?;
         attached
@@ -271,6 +353,13 @@ impl Resource {
         if *lock(&attached.role) == Role::Primary {
             return Ok(());
         }
+        if self.link.peer_is_primary() {
+            let (peer_name, _) = self.config.peer(&self.node).expect("checked in new");
+            return Err(refused(format!(
+                "{name}: cannot become Primary: peer {peer_name} is Primary \
+                 (demote it first: haadm secondary {name} on {peer_name})"
+            )));
+        }
         let disk = disk_state(&attached.journal.lock());
         if disk != "UpToDate" && !force {
             return Err((
@@ -290,11 +379,22 @@ impl Resource {
                     state.flags.insert(Flags::CONSISTENT);
                     state.flags.insert(Flags::WAS_UP_TO_DATE);
                 }
-                // No peer: what this Primary writes starts a new generation.
-                state.generations.start_new_generation(random_id(), true);
             })
             .map_err(io_failure)?;
+        // With the peer connected and in step, both keep the generation
+        // they share. Without it, or when forced over data that was not
+        // UpToDate, this node's data starts a generation of its own; a
+        // connected peer then learns of it by a new connect decision.
+        let forced_over = force && disk != "UpToDate";
+        if !self.link.is_mirroring() || forced_over {
+            peer::promoted_without_peer(&attached.journal).map_err(io_failure)?;
+        }
         *lock(&attached.role) = Role::Primary;
+        if forced_over && self.link.is_mirroring() {
+            self.link.renegotiate();
+        } else {
+            self.link.state_changed();
+        }
         info!("{name}: Primary{}", if force { " (forced)" } else { "" });
         Ok(())
     }
@@ -320,6 +420,8 @@ impl Resource {
         metadata
             .update_superblock(|state| state.flags.remove(Flags::PRIMARY))
             .map_err(io_failure)?;
+        drop(metadata);
+        self.link.state_changed();
         info!("{name}: Secondary");
         Ok(())
     }
@@ -334,7 +436,6 @@ impl Resource {
     }
 
     pub fn status(&self) -> ResourceStatus {
-        let (peer_name, _) = self.config.peer(&self.node).expect("a pair has two nodes");
         let (role, disk, size, open_count) = match &self.attached {
             None => ("Secondary".to_string(), "Diskless".to_string(), 0, 0),
             Some(attached) => {
@@ -361,12 +462,7 @@ impl Resource {
             disk,
             size,
             open_count,
-            peer: PeerStatus {
-                name: peer_name.to_string(),
-                connection: "StandAlone".into(),
-                role: "Unknown".into(),
-                disk: "DUnknown".into(),
-            },
+            peer: self.link.status(),
         }
     }
 }
@@ -376,7 +472,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The disk state the metadata flags describe, in DRBD's words.
-fn disk_state(metadata: &Metadata) -> &'static str {
+pub fn disk_state(metadata: &Metadata) -> &'static str {
     let flags = metadata.superblock().state.flags;
     if flags.contains(Flags::CONSISTENT) && flags.contains(Flags::WAS_UP_TO_DATE) {
         "UpToDate"

@@ -3,11 +3,18 @@
 //! a deep queue of disjoint requests proceeds in parallel. Overlapping
 //! requests are ordered by the [`RangeLock`].
 //!
-//! The write path is the durability contract with the peer missing: a
-//! WRITE is answered once applied to the backing store; FLUSH and FUA once
-//! `fdatasync` returned. The metadata side (activity log, dirty bitmap) is
-//! the [`Journal`]'s business: what it needs is durable before the data
-//! changes (activity log), the rest it keeps in memory (dirty bitmap).
+//! The write path is the durability contract: a change (WRITE, TRIM,
+//! WRITE_ZEROES) is handed to the [`Mirror`] (the peer link) and applied to
+//! the backing store; it is answered once the local write completed and the
+//! peer acknowledged it (protocol C), or at once when no peer takes it — the
+//! range is then out of sync. FLUSH and FUA are answered once `fdatasync`
+//! returned here and, for FLUSH, the peer's barrier ack arrived. The
+//! metadata side (activity log, dirty bitmap, generation ids) is the
+//! [`Journal`]'s business: what it needs is durable before the data changes
+//! (activity log), the rest it keeps in memory (dirty bitmap).
+//!
+//! The peer link uses [`Volume::apply_from_peer`] and [`Volume::read_range`]
+//! for mirrored writes and resync, under the same [`RangeLock`].
 
 use std::fs::File;
 use std::io;
@@ -22,7 +29,7 @@ use nbd::{Command, Errno, Event, Export, Limits, Reply, Request, RequestId, Serv
 use nix::fcntl::{FallocateFlags, fallocate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::range_lock::RangeLock;
 
@@ -31,8 +38,42 @@ pub trait Journal: Send + Sync {
     /// Before `range` is changed: e.g. make its activity-log extent hot,
     /// durably.
     fn before_write(&self, range: Range<u64>) -> io::Result<()>;
-    /// After `range` was changed.
+    /// `range` is changed without the peer getting the change: mark it out
+    /// of sync (and start a new data generation at the first such write).
+    fn out_of_sync(&self, range: Range<u64>);
+    /// After `range` was changed (and, if mirrored, acknowledged).
     fn after_write(&self, range: Range<u64>);
+}
+
+/// The content of a change, as the peer must apply it.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    Data(&'a [u8]),
+    /// This many zero bytes (TRIM, WRITE_ZEROES).
+    Zeroes(u64),
+}
+
+/// Acknowledgements to wait for: each resolves to true when the peer
+/// completed its part, false (or dropped) when it did not.
+pub type Acks = Vec<oneshot::Receiver<bool>>;
+
+/// Where changes go besides the local disk: the peer link.
+pub trait Mirror: Send + Sync {
+    /// Sends the change at `offset` to the peer and returns the
+    /// acknowledgements to wait for; `None` when no peer takes it, after
+    /// `absent` ran under the lock that orders it against a connect (so the
+    /// bitmap a connect sends includes the range).
+    fn replicate(
+        &self,
+        offset: u64,
+        payload: Payload<'_>,
+        fua: bool,
+        absent: &mut dyn FnMut(),
+    ) -> Option<Acks>;
+    /// Closes the current epoch with a barrier; the receiver resolves once
+    /// the peer made every earlier write durable. `None` without a peer, or
+    /// when the protocol does not wait for it.
+    fn barrier(&self) -> Option<oneshot::Receiver<bool>>;
 }
 
 /// Something the daemon must hear about.
@@ -40,6 +81,9 @@ pub trait Journal: Send + Sync {
 pub enum Notice {
     /// The backing disk failed and `on-io-error detach` took it away.
     Detached { error: String },
+    /// The peer link's state changed (connection, peer role or disk,
+    /// replication).
+    LinkChanged,
 }
 
 /// One attached volume, shared by all its connections.
@@ -49,6 +93,7 @@ pub struct Volume {
     size: u64,
     ranges: RangeLock,
     journal: Arc<dyn Journal>,
+    mirror: Arc<dyn Mirror>,
     on_io_error: OnIoError,
     detached: AtomicBool,
     notices: mpsc::UnboundedSender<Notice>,
@@ -64,6 +109,7 @@ impl Volume {
         file: File,
         size: u64,
         journal: Arc<dyn Journal>,
+        mirror: Arc<dyn Mirror>,
         on_io_error: OnIoError,
         notices: mpsc::UnboundedSender<Notice>,
     ) -> Volume {
@@ -73,6 +119,7 @@ impl Volume {
             size,
             ranges: RangeLock::default(),
             journal,
+            mirror,
             on_io_error,
             detached: AtomicBool::new(false),
             notices,
@@ -103,22 +150,102 @@ impl Volume {
             None => None,
         };
         let volume = Arc::clone(&self);
-        let result = tokio::task::spawn_blocking(move || volume.execute_blocking(command))
-            .await
-            .unwrap_or_else(|join| Err(io::Error::other(join.to_string())));
+        let result = blocking(move || volume.execute_blocking(command)).await;
+        let result = match result {
+            Ok(Executed::Changed { range, acks }) => {
+                self.await_peer(range, acks).await;
+                Ok(Reply::Done)
+            }
+            Ok(Executed::Flushed) => {
+                if let Some(ack) = self.mirror.barrier() {
+                    // A lost link marks what the peer lacks; the local
+                    // flush is what this answer guarantees then.
+                    let _ = ack.await;
+                }
+                Ok(Reply::Done)
+            }
+            Ok(Executed::Answered(reply)) => Ok(reply),
+            Err(error) => Err(error),
+        };
         result.map_err(|error| self.io_failed(&error))
     }
 
-    fn execute_blocking(&self, command: Command) -> io::Result<Reply> {
+    /// Waits for the peer's acknowledgements of a change; a change the peer
+    /// did not complete is out of sync.
+    async fn await_peer(&self, range: Range<u64>, acks: Option<Acks>) {
+        let mut complete = true;
+        for ack in acks.unwrap_or_default() {
+            complete &= ack.await.unwrap_or(false);
+        }
+        if !complete {
+            self.journal.out_of_sync(range.clone());
+        }
+        self.journal.after_write(range);
+    }
+
+    /// Applies a change the peer sent (a mirrored write or resync data),
+    /// ordered against local requests by the range lock.
+    pub async fn apply_from_peer(
+        self: &Arc<Self>,
+        offset: u64,
+        payload: Vec<u8>,
+        fua: bool,
+    ) -> io::Result<()> {
+        let range = offset..offset.saturating_add(payload.len() as u64);
+        if range.end > self.size {
+            return Err(io::Error::other(format!(
+                "the peer wrote {range:?}, beyond the end of the volume ({} bytes)",
+                self.size
+            )));
+        }
+        let _held = self.ranges.acquire(range, true).await;
+        let volume = Arc::clone(self);
+        blocking(move || {
+            volume.file.write_all_at(&payload, offset)?;
+            if fua {
+                volume.file.sync_data()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads `range` for the peer (resync), ordered against local writes.
+    pub async fn read_range(self: &Arc<Self>, range: Range<u64>) -> io::Result<Vec<u8>> {
+        if range.end > self.size || range.start > range.end {
+            return Err(io::Error::other(format!(
+                "the peer asked for {range:?}, outside the volume ({} bytes)",
+                self.size
+            )));
+        }
+        let _held = self.ranges.acquire(range.clone(), false).await;
+        let volume = Arc::clone(self);
+        blocking(move || {
+            let mut data = vec![0u8; (range.end - range.start) as usize];
+            volume.file.read_exact_at(&mut data, range.start)?;
+            Ok(data)
+        })
+        .await
+    }
+
+    /// Makes everything written so far durable, off the async threads.
+    pub async fn sync_async(self: &Arc<Self>) -> io::Result<()> {
+        let volume = Arc::clone(self);
+        blocking(move || volume.sync()).await
+    }
+
+    fn execute_blocking(&self, command: Command) -> io::Result<Executed> {
         match command {
             Command::Read { offset, length } => {
                 let mut data = vec![0u8; length as usize];
                 self.file.read_exact_at(&mut data, offset)?;
-                Ok(Reply::Data(data))
+                Ok(Executed::Answered(Reply::Data(data)))
             }
             Command::Write { offset, data, fua } => {
                 let range = offset..offset + data.len() as u64;
-                self.change(range, fua, || self.file.write_all_at(&data, offset))
+                self.change(range, Payload::Data(&data), fua, || {
+                    self.file.write_all_at(&data, offset)
+                })
             }
             Command::Trim {
                 offset,
@@ -126,7 +253,10 @@ impl Volume {
                 fua,
             } => {
                 let range = offset..offset + u64::from(length);
-                self.change(range.clone(), fua, || self.zero(range.clone(), true))
+                let payload = Payload::Zeroes(u64::from(length));
+                self.change(range.clone(), payload, fua, || {
+                    self.zero(range.clone(), true)
+                })
             }
             Command::WriteZeroes {
                 offset,
@@ -135,30 +265,38 @@ impl Volume {
                 no_hole,
             } => {
                 let range = offset..offset + u64::from(length);
-                self.change(range.clone(), fua, || self.zero(range.clone(), !no_hole))
+                let payload = Payload::Zeroes(u64::from(length));
+                self.change(range.clone(), payload, fua, || {
+                    self.zero(range.clone(), !no_hole)
+                })
             }
             Command::Flush => {
                 self.sync()?;
-                Ok(Reply::Done)
+                Ok(Executed::Flushed)
             }
-            Command::BlockStatus { .. } => Ok(Reply::Done),
+            Command::BlockStatus { .. } => Ok(Executed::Answered(Reply::Done)),
         }
     }
 
-    /// A change to `range`, with the journal around it and FUA honoured.
+    /// A change to `range`: entered in the journal, sent to the peer (or
+    /// marked out of sync), applied here with FUA honoured. The caller
+    /// waits for the peer and ends the journal entry.
     fn change(
         &self,
         range: Range<u64>,
+        payload: Payload<'_>,
         fua: bool,
         apply: impl FnOnce() -> io::Result<()>,
-    ) -> io::Result<Reply> {
+    ) -> io::Result<Executed> {
         self.journal.before_write(range.clone())?;
+        let acks = self.mirror.replicate(range.start, payload, fua, &mut || {
+            self.journal.out_of_sync(range.clone())
+        });
         apply()?;
         if fua {
             self.file.sync_data()?;
         }
-        self.journal.after_write(range);
-        Ok(Reply::Done)
+        Ok(Executed::Changed { range, acks })
     }
 
     /// Zeroes a range: a hole where allowed and supported, else zeroes
@@ -206,6 +344,27 @@ impl Volume {
         }
         Errno::from(error)
     }
+}
+
+/// How a request went on the local disk, and what is left to wait for.
+enum Executed {
+    Answered(Reply),
+    /// A change; the peer's acknowledgements are still to come.
+    Changed {
+        range: Range<u64>,
+        acks: Option<Acks>,
+    },
+    /// Durable here; the peer's barrier is still to come.
+    Flushed,
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join.to_string())))
 }
 
 /// Serves one client until it leaves. `still_allowed` is asked when the

@@ -1,0 +1,1242 @@
+//! The peer link of one resource: one TCP connection to the other node,
+//! its handshake, keep-alive, the connect decision, protocol A/B/C
+//! mirroring and the bitmap resync (`docs/wire-protocol.md`).
+//!
+//! Who connects: the node whose name sorts first dials the peer's address
+//! every `connect-int`; the other only listens on its own address. One side
+//! dialling avoids two connections crossing each other.
+//!
+//! [`PeerLink`] is what the rest of replicad sees: the connection's state
+//! for status, and the [`Mirror`] the write path hands changes to. The
+//! connection task ([`start`]) owns the socket and runs one session after
+//! the other until a session ends in a refusal that needs the operator
+//! (split brain, unrelated data, different settings): the link is then
+//! StandAlone until `haadm connect`.
+//!
+//! Resync: both nodes send their dirty bitmaps and OR the peer's into their
+//! own; the sync target asks for every dirty range (`ResyncRequest`, at most
+//! 1 MiB, a few outstanding), writes what comes back and clears its bits. A
+//! mirrored write that overlaps a request in flight makes the answer stale:
+//! it is dropped and the range asked for again. When no dirty block is left
+//! the target adopts the source's generation ids and tells it so in a State
+//! saying UpToDate, on which the source ends its side.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use hapair_config::ResourceConfig;
+use hapair_config::resource::{AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, DigestAlg, Protocol};
+use log::{error, info, warn};
+use replica::auth::{AuthConfig, Authenticator, Progress, SharedSecret, random_challenge};
+use replica::generation::random_id;
+use replica::superblock::{Flags, NodeName, VolumeState};
+use replica::sync::{self, PeerView, SplitBrainPolicy, SyncDecision, SyncKind, SyncRole};
+use replica::wire::{
+    BitmapChunk, Data, DigestAlgorithm, DiskState, FrameDecoder, MAX_BITMAP_WORDS, MAX_DATA_LEN,
+    Message, NodeState, ReplicationProtocol, ResourceName, Settings, StateFlags, Text, Write,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::control::PeerStatus;
+use crate::resource::{MetadataJournal, Role, disk_state};
+use crate::serve::{Acks, Mirror, Notice, Payload, Volume};
+
+/// Bytes of one 4 KiB bitmap block.
+const BLOCK: u64 = 4096;
+/// Resync requests a sync target keeps outstanding.
+const RESYNC_WINDOW: usize = 8;
+/// How often keep-alive and timeouts are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// How long the handshake and the State exchange may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing side waits for its last message to leave.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// DRBD's connection states, as far as hapair has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    StandAlone,
+    Connecting,
+    Connected,
+}
+
+/// DRBD's replication states of a connected peer device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replication {
+    Off,
+    Established,
+    SyncSource,
+    SyncTarget,
+}
+
+struct LinkState {
+    connection: Connection,
+    /// Why the link is StandAlone, and whether that is a split brain.
+    standalone_reason: Option<String>,
+    split_brain: bool,
+    replication: Replication,
+    peer: Option<NodeState>,
+    protocol: ReplicationProtocol,
+    integrity: Option<DigestAlgorithm>,
+    /// Set while changes are mirrored: the connection's send queue.
+    outgoing: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    next_write_id: u64,
+    pending_writes: HashMap<u64, oneshot::Sender<bool>>,
+    epoch: u64,
+    writes_in_epoch: u32,
+    pending_barriers: HashMap<u64, oneshot::Sender<bool>>,
+    /// Resync of this session: bytes to copy and copied.
+    resync_total: u64,
+    resync_done: u64,
+    /// Bytes this node received or sent as resync since it started.
+    resynced_bytes: u64,
+    /// `connect --discard-my-data` was given.
+    discard_my_data: bool,
+}
+
+/// The peer link's shared state; see the module documentation.
+pub struct PeerLink {
+    peer_name: String,
+    state: Mutex<LinkState>,
+    /// The local role or disk changed: send a State.
+    changed: Notify,
+    /// End the session and connect again (a forced promotion changed the
+    /// generation while connected).
+    renegotiate: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl PeerLink {
+    pub fn new(config: &ResourceConfig, peer_name: &str) -> Arc<PeerLink> {
+        Arc::new(PeerLink {
+            peer_name: peer_name.to_string(),
+            state: Mutex::new(LinkState {
+                connection: Connection::StandAlone,
+                standalone_reason: None,
+                split_brain: false,
+                replication: Replication::Off,
+                peer: None,
+                protocol: wire_protocol(config.protocol),
+                integrity: config.net.data_integrity_alg.map(wire_digest),
+                outgoing: None,
+                next_write_id: 1,
+                pending_writes: HashMap::new(),
+                epoch: 1,
+                writes_in_epoch: 0,
+                pending_barriers: HashMap::new(),
+                resync_total: 0,
+                resync_done: 0,
+                resynced_bytes: 0,
+                discard_my_data: false,
+            }),
+            changed: Notify::new(),
+            renegotiate: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LinkState> {
+        lock(&self.state)
+    }
+
+    /// True while the peer takes every change (connected, not refused).
+    pub fn is_mirroring(&self) -> bool {
+        self.lock().outgoing.is_some()
+    }
+
+    pub fn peer_is_primary(&self) -> bool {
+        let state = self.lock();
+        state.connection == Connection::Connected
+            && state
+                .peer
+                .is_some_and(|peer| peer.role == replica::wire::Role::Primary)
+    }
+
+    /// The local role or disk state changed: tell the peer.
+    pub fn state_changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Reconnect, so that the connect decision runs on new generation ids.
+    pub fn renegotiate(&self) {
+        self.renegotiate.notify_one();
+    }
+
+    pub fn status(&self) -> PeerStatus {
+        let state = self.lock();
+        let connected = state.connection == Connection::Connected;
+        let syncing = matches!(
+            state.replication,
+            Replication::SyncSource | Replication::SyncTarget
+        );
+        let peer = state.peer.filter(|_| connected);
+        PeerStatus {
+            name: self.peer_name.clone(),
+            connection: format!("{:?}", state.connection),
+            role: peer.map_or("Unknown".into(), |p| p.role.to_string()),
+            disk: peer.map_or("DUnknown".into(), |p| p.disk.to_string()),
+            replication: format!("{:?}", state.replication),
+            done: syncing.then(|| percent(state.resync_done, state.resync_total)),
+            resynced_bytes: state.resynced_bytes,
+            split_brain: state.split_brain,
+            reason: state.standalone_reason.clone(),
+        }
+    }
+
+    /// The link is down: every change not acknowledged is out of sync
+    /// (its waiter sees the dropped sender), nothing more is mirrored.
+    fn lost(&self, connection: Connection, reason: Option<String>, split_brain: bool) {
+        let mut state = self.lock();
+        state.outgoing = None;
+        state.pending_writes.clear();
+        state.pending_barriers.clear();
+        state.connection = connection;
+        state.standalone_reason = reason;
+        state.split_brain = split_brain;
+        state.replication = Replication::Off;
+        state.peer = None;
+        state.resync_total = 0;
+        state.resync_done = 0;
+    }
+
+    fn complete_write(&self, id: u64, done: bool) {
+        if let Some(waiter) = self.lock().pending_writes.remove(&id) {
+            let _ = waiter.send(done);
+        }
+    }
+
+    fn complete_barrier(&self, epoch: u64) {
+        if let Some(waiter) = self.lock().pending_barriers.remove(&epoch) {
+            let _ = waiter.send(true);
+        }
+    }
+
+    fn has_outstanding(&self) -> bool {
+        let state = self.lock();
+        !state.pending_writes.is_empty() || !state.pending_barriers.is_empty()
+    }
+}
+
+fn percent(done: u64, total: u64) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        (done as f64 * 10_000.0 / total as f64).floor() / 100.0
+    }
+}
+
+impl Mirror for PeerLink {
+    fn replicate(
+        &self,
+        offset: u64,
+        payload: Payload<'_>,
+        fua: bool,
+        absent: &mut dyn FnMut(),
+    ) -> Option<Acks> {
+        let mut state = self.lock();
+        let Some(out) = state.outgoing.clone() else {
+            absent();
+            return None;
+        };
+        let length = match payload {
+            Payload::Data(data) => data.len() as u64,
+            Payload::Zeroes(length) => length,
+        };
+        let mut acks = Vec::new();
+        let mut done = 0u64;
+        while done < length {
+            let take = (length - done).min(MAX_DATA_LEN as u64) as usize;
+            let bytes = match payload {
+                Payload::Data(data) => data[done as usize..done as usize + take].to_vec(),
+                Payload::Zeroes(_) => vec![0; take],
+            };
+            let id = state.next_write_id;
+            state.next_write_id += 1;
+            let write = Write {
+                id,
+                offset: offset + done,
+                epoch: state.epoch,
+                fua,
+                integrity: state.integrity.map(|algorithm| algorithm.compute(&bytes)),
+                data: Data::new(bytes).expect("at most MAX_DATA_LEN bytes, at least one"),
+            };
+            if state.protocol != ReplicationProtocol::A {
+                let (waiter, ack) = oneshot::channel();
+                state.pending_writes.insert(id, waiter);
+                acks.push(ack);
+            }
+            state.writes_in_epoch += 1;
+            let _ = out.send(frame(&Message::Write(write)));
+            done += take as u64;
+        }
+        Some(acks)
+    }
+
+    fn barrier(&self) -> Option<oneshot::Receiver<bool>> {
+        let mut state = self.lock();
+        let out = state.outgoing.clone()?;
+        let (epoch, writes) = (state.epoch, state.writes_in_epoch);
+        state.epoch += 1;
+        state.writes_in_epoch = 0;
+        let ack = (state.protocol == ReplicationProtocol::C).then(|| {
+            let (waiter, ack) = oneshot::channel();
+            state.pending_barriers.insert(epoch, waiter);
+            ack
+        });
+        let _ = out.send(frame(&Message::Barrier { epoch, writes }));
+        ack
+    }
+}
+
+fn frame(message: &Message) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    message.encode(&mut bytes);
+    bytes
+}
+
+fn wire_protocol(protocol: Protocol) -> ReplicationProtocol {
+    match protocol {
+        Protocol::A => ReplicationProtocol::A,
+        Protocol::B => ReplicationProtocol::B,
+        Protocol::C => ReplicationProtocol::C,
+    }
+}
+
+fn wire_digest(alg: DigestAlg) -> DigestAlgorithm {
+    match alg {
+        DigestAlg::Crc32c => DigestAlgorithm::Crc32c,
+        DigestAlg::Sha256 => DigestAlgorithm::Sha256,
+        DigestAlg::Blake3 => DigestAlgorithm::Blake3,
+    }
+}
+
+/// The configuration's split-brain policies in `replica::sync`'s terms.
+pub fn split_brain_policy(config: &ResourceConfig) -> SplitBrainPolicy {
+    use replica::sync::{AfterSb0Pri as P0, AfterSb1Pri as P1, AfterSb2Pri as P2};
+    SplitBrainPolicy {
+        after_sb_0pri: match &config.net.after_sb_0pri {
+            AfterSb0Pri::Disconnect => P0::Disconnect,
+            AfterSb0Pri::DiscardYoungerPrimary => P0::DiscardYoungerPrimary,
+            AfterSb0Pri::DiscardOlderPrimary => P0::DiscardOlderPrimary,
+            AfterSb0Pri::DiscardZeroChanges => P0::DiscardZeroChanges,
+            AfterSb0Pri::DiscardLeastChanges => P0::DiscardLeastChanges,
+            AfterSb0Pri::DiscardNode(node) => P0::DiscardNode(node.clone()),
+        },
+        after_sb_1pri: match config.net.after_sb_1pri {
+            AfterSb1Pri::Disconnect => P1::Disconnect,
+            AfterSb1Pri::Consensus => P1::Consensus,
+            AfterSb1Pri::ViolentlyAs0p => P1::ViolentlyAs0p,
+            AfterSb1Pri::DiscardSecondary => P1::DiscardSecondary,
+            AfterSb1Pri::CallPriLostAfterSb => P1::CallPriLostAfterSb,
+        },
+        after_sb_2pri: match config.net.after_sb_2pri {
+            AfterSb2Pri::Disconnect => P2::Disconnect,
+            AfterSb2Pri::ViolentlyAs0p => P2::ViolentlyAs0p,
+            AfterSb2Pri::CallPriLostAfterSb => P2::CallPriLostAfterSb,
+        },
+    }
+}
+
+/// Everything the connection task works with.
+pub struct LinkContext {
+    pub config: ResourceConfig,
+    pub node: String,
+    pub link: Arc<PeerLink>,
+    pub volume: Arc<Volume>,
+    pub journal: Arc<MetadataJournal>,
+    pub role: Arc<Mutex<Role>>,
+    /// Told about every change of the link's state, for events.
+    pub notices: mpsc::UnboundedSender<Notice>,
+}
+
+/// How a session ended.
+enum Ended {
+    /// Try again after `connect-int` (dialer) or on the next connection.
+    Retry(String),
+    /// Stay StandAlone until the operator connects again.
+    StandAlone { reason: String, split_brain: bool },
+}
+
+/// Starts the connection task; abort it to disconnect.
+pub fn start(context: LinkContext, discard_my_data: bool) -> JoinHandle<()> {
+    context.link.lock().discard_my_data = discard_my_data;
+    context.link.lost(Connection::Connecting, None, false);
+    tokio::spawn(run(context))
+}
+
+/// Marks the link StandAlone after its task was aborted.
+pub fn stopped(link: &PeerLink) {
+    link.lost(Connection::StandAlone, None, false);
+}
+
+async fn run(context: LinkContext) {
+    let context = Arc::new(context);
+    let name = context.config.name.clone();
+    let (peer_name, peer_config) = context
+        .config
+        .peer(&context.node)
+        .expect("a pair has two nodes");
+    let peer_address = peer_config.address;
+    let dials = context.node.as_str() < peer_name;
+    let own_address = context
+        .config
+        .local(&context.node)
+        .expect("checked at start")
+        .address;
+    let connect_int = context.config.net.connect_int;
+    let listener = if dials {
+        None
+    } else {
+        loop {
+            match TcpListener::bind(own_address).await {
+                Ok(listener) => break Some(listener),
+                Err(bind_error) => {
+                    warn!(
+                        "{name}: cannot listen on {own_address} for peer {peer_name}: {bind_error}; \
+                         retrying in {connect_int:?}"
+                    );
+                    tokio::time::sleep(connect_int).await;
+                }
+            }
+        }
+    };
+    loop {
+        let stream = match &listener {
+            Some(listener) => match listener.accept().await {
+                Ok((stream, from)) => {
+                    info!("{name}: connection from {from}");
+                    stream
+                }
+                Err(accept_error) => {
+                    warn!("{name}: accepting a peer connection failed: {accept_error}");
+                    tokio::time::sleep(TICK).await;
+                    continue;
+                }
+            },
+            None => match dial(peer_address).await {
+                Ok(stream) => stream,
+                Err(dial_error) => {
+                    log::debug!("{name}: cannot reach {peer_name} at {peer_address}: {dial_error}");
+                    tokio::time::sleep(connect_int).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let ended = session(&context, stream).await;
+        let _ = context.notices.send(Notice::LinkChanged);
+        match ended {
+            Ended::Retry(reason) => {
+                warn!("{name}: connection to {peer_name} lost: {reason}");
+                context.link.lost(Connection::Connecting, None, false);
+                context.link.state_changed();
+                if dials {
+                    tokio::time::sleep(connect_int).await;
+                }
+            }
+            Ended::StandAlone {
+                reason,
+                split_brain,
+            } => {
+                error!(
+                    "{name}: {} and {peer_name}: {reason}; StandAlone until `haadm connect {name}`",
+                    context.node
+                );
+                context
+                    .link
+                    .lost(Connection::StandAlone, Some(reason), split_brain);
+                return;
+            }
+        }
+    }
+}
+
+async fn dial(address: SocketAddr) -> std::io::Result<TcpStream> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+/// The receiving half of a connection with its decoder; sending goes
+/// through the writer task's queue.
+struct Wire {
+    reader: OwnedReadHalf,
+    decoder: FrameDecoder,
+    buffer: Vec<u8>,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    last_received: Instant,
+}
+
+impl Wire {
+    fn send(&self, message: &Message) {
+        let _ = self.out.send(frame(message));
+    }
+
+    /// The next message; cancel-safe (bytes read are kept in the decoder).
+    async fn receive(&mut self) -> Result<Message, String> {
+        loop {
+            if let Some(decoded) = self.decoder.next() {
+                self.last_received = Instant::now();
+                return decoded.map_err(|wire_error| wire_error.to_string());
+            }
+            match self.reader.read(&mut self.buffer).await {
+                Ok(0) => {
+                    return Err(match self.decoder.finish() {
+                        Ok(()) => "the peer closed the connection".to_string(),
+                        Err(wire_error) => wire_error.to_string(),
+                    });
+                }
+                Ok(n) => self.decoder.push(&self.buffer[..n]),
+                Err(read_error) => return Err(format!("reading from the peer: {read_error}")),
+            }
+        }
+    }
+
+    async fn receive_within(&mut self, limit: Duration) -> Result<Message, String> {
+        tokio::time::timeout(limit, self.receive())
+            .await
+            .map_err(|_| format!("the peer sent nothing for {limit:?}"))?
+    }
+}
+
+/// Sends what is queued, then closes.
+async fn close(writer: JoinHandle<()>, wire: Wire) {
+    drop(wire);
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+}
+
+/// Cleans up the link however a session ends (also when aborted).
+struct SessionGuard<'a>(&'a PeerLink);
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.outgoing = None;
+        state.pending_writes.clear();
+        state.pending_barriers.clear();
+    }
+}
+
+async fn session(context: &Arc<LinkContext>, stream: TcpStream) -> Ended {
+    let (reader, mut writer_half) = stream.into_split();
+    let (out, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = queue.recv().await {
+            if writer_half.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer_half.shutdown().await;
+    });
+    let mut wire = Wire {
+        reader,
+        decoder: FrameDecoder::new(),
+        buffer: vec![0; 256 * 1024],
+        out,
+        last_received: Instant::now(),
+    };
+    let _guard = SessionGuard(&context.link);
+    let ended = match handshake(context, &mut wire).await {
+        Ok(()) => connected(context, &mut wire).await,
+        Err(ended) => ended,
+    };
+    if let Ended::StandAlone { reason, .. } = &ended {
+        wire.send(&Message::Disconnect {
+            reason: Text::new(reason),
+        });
+    }
+    close(writer, wire).await;
+    ended
+}
+
+/// Hello, authentication, Settings; refusals are logged and retried.
+async fn handshake(context: &LinkContext, wire: &mut Wire) -> Result<(), Ended> {
+    let config = &context.config;
+    let (peer_name, _) = config.peer(&context.node).expect("a pair has two nodes");
+    let retry = |what: String| Ended::Retry(what);
+    let auth_config = AuthConfig {
+        local_node: NodeName::new(&context.node).map_err(|e| retry(e.to_string()))?,
+        peer_node: NodeName::new(peer_name).map_err(|e| retry(e.to_string()))?,
+        resource: ResourceName::new(&config.name).map_err(|e| retry(e.to_string()))?,
+        secret: match &config.net.auth {
+            Some(auth) => Some(
+                SharedSecret::new(auth.shared_secret.as_bytes())
+                    .map_err(|e| retry(e.to_string()))?,
+            ),
+            None => None,
+        },
+    };
+    let challenge = random_challenge().map_err(|e| retry(format!("no random challenge: {e}")))?;
+    let mut authenticator =
+        Authenticator::new(auth_config, challenge).map_err(|e| Ended::StandAlone {
+            reason: e.to_string(),
+            split_brain: false,
+        })?;
+    loop {
+        while let Some(message) = authenticator.poll_transmit() {
+            wire.send(&message);
+        }
+        let message = wire
+            .receive_within(HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|e| retry(format!("handshake failed: {e}")))?;
+        match authenticator.receive(message) {
+            Ok(Progress::InProgress) => {}
+            Ok(Progress::Authenticated(_)) => break,
+            Err(refusal) => {
+                while let Some(message) = authenticator.poll_transmit() {
+                    wire.send(&message);
+                }
+                return Err(retry(format!("connection refused: {refusal}")));
+            }
+        }
+    }
+    let settings = {
+        let state = context.link.lock();
+        Settings {
+            protocol: state.protocol,
+            data_integrity: state.integrity,
+        }
+    };
+    wire.send(&Message::Settings(settings));
+    match wire
+        .receive_within(HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| retry(format!("waiting for the peer's settings: {e}")))?
+    {
+        Message::Settings(theirs) if theirs == settings => Ok(()),
+        Message::Settings(theirs) => Err(Ended::StandAlone {
+            reason: format!(
+                "settings differ: this node has protocol {} and data-integrity-alg {}, \
+                 the peer protocol {} and data-integrity-alg {}; make the configs equal",
+                settings.protocol,
+                integrity_name(settings.data_integrity),
+                theirs.protocol,
+                integrity_name(theirs.data_integrity),
+            ),
+            split_brain: false,
+        }),
+        Message::Disconnect { reason } => Err(retry(format!("the peer disconnected: {reason}"))),
+        other => Err(retry(format!(
+            "the peer sent {} where Settings belong",
+            other.message_type()
+        ))),
+    }
+}
+
+fn integrity_name(algorithm: Option<DigestAlgorithm>) -> String {
+    algorithm.map_or("none".into(), |a| a.to_string())
+}
+
+/// What this node tells the peer about itself.
+fn local_state(context: &LinkContext) -> NodeState {
+    let role = match *lock(&context.role) {
+        Role::Primary => replica::wire::Role::Primary,
+        Role::Secondary => replica::wire::Role::Secondary,
+    };
+    let discard = context.link.lock().discard_my_data;
+    let metadata = context.journal.lock();
+    let superblock = metadata.superblock();
+    let mut flags = StateFlags::empty();
+    if superblock.state.flags.contains(Flags::CRASHED_PRIMARY) {
+        flags.insert(StateFlags::CRASHED_PRIMARY);
+    }
+    if discard {
+        flags.insert(StateFlags::DISCARD_MY_DATA);
+    }
+    let disk = if context.volume.is_detached() {
+        DiskState::Diskless
+    } else {
+        match disk_state(&metadata) {
+            "UpToDate" => DiskState::UpToDate,
+            "Consistent" => DiskState::Consistent,
+            _ => DiskState::Inconsistent,
+        }
+    };
+    NodeState {
+        role,
+        disk,
+        flags,
+        generations: superblock.state.generations,
+        usable_size: metadata.usable_size(),
+        dirty_blocks: metadata.bitmap().dirty_blocks(),
+    }
+}
+
+/// The superblock state a peer's State stands for.
+fn volume_state_of(peer: &NodeState) -> VolumeState {
+    let mut flags = Flags::empty();
+    if matches!(
+        peer.disk,
+        DiskState::UpToDate | DiskState::Consistent | DiskState::Outdated
+    ) {
+        flags.insert(Flags::CONSISTENT);
+    }
+    if peer.disk == DiskState::UpToDate {
+        flags.insert(Flags::WAS_UP_TO_DATE);
+    }
+    if peer.flags.contains(StateFlags::CRASHED_PRIMARY) {
+        flags.insert(Flags::CRASHED_PRIMARY);
+    }
+    VolumeState {
+        flags,
+        generations: peer.generations,
+    }
+}
+
+fn view(state: &NodeState, flags: Flags, name: &str) -> PeerView {
+    PeerView {
+        generations: state.generations,
+        flags,
+        primary: state.role == replica::wire::Role::Primary,
+        dirty_blocks: state.dirty_blocks,
+        node_name: name.to_string(),
+        discard_my_data: state.flags.contains(StateFlags::DISCARD_MY_DATA),
+    }
+}
+
+/// The resync a session runs as target.
+#[derive(Default)]
+struct TargetResync {
+    /// The source's whole bitmap arrived; requests may start.
+    ready: bool,
+    /// Requests sent: offset → (length, made stale by a mirrored write).
+    requests: BTreeMap<u64, (u64, bool)>,
+    /// Where the walk over the dirty bitmap continues.
+    cursor: u64,
+}
+
+async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
+    let name = &context.config.name;
+    let (peer_name, _) = context
+        .config
+        .peer(&context.node)
+        .expect("a pair has two nodes");
+    let mine = local_state(context);
+    wire.send(&Message::State(mine));
+    let theirs = match wire.receive_within(HANDSHAKE_TIMEOUT).await {
+        Ok(Message::State(theirs)) => theirs,
+        Ok(Message::Disconnect { reason }) => {
+            return Ended::Retry(format!("the peer disconnected: {reason}"));
+        }
+        Ok(other) => {
+            return Ended::Retry(format!(
+                "the peer sent {} where its State belongs",
+                other.message_type()
+            ));
+        }
+        Err(e) => return Ended::Retry(format!("waiting for the peer's State: {e}")),
+    };
+    if theirs.usable_size != mine.usable_size {
+        return Ended::StandAlone {
+            reason: format!(
+                "the volumes differ in size: {} bytes here, {} on the peer; give both the same size",
+                mine.usable_size, theirs.usable_size
+            ),
+            split_brain: false,
+        };
+    }
+    let my_flags = context.journal.lock().superblock().state.flags;
+    let decision = sync::decide(
+        &view(&mine, my_flags, &context.node),
+        &view(&theirs, volume_state_of(&theirs).flags, peer_name),
+        &split_brain_policy(&context.config),
+    );
+    info!("{name}: connected to {peer_name}: {decision}");
+    if decision.refuses_connection() {
+        return Ended::StandAlone {
+            split_brain: matches!(decision, SyncDecision::SplitBrain { .. }),
+            reason: decision.to_string(),
+        };
+    }
+    let both_primary =
+        mine.role == replica::wire::Role::Primary && theirs.role == replica::wire::Role::Primary;
+    let resync = decision.resync();
+    let primary_would_be_target = matches!(resync, Some((SyncRole::Target, _)))
+        && mine.role == replica::wire::Role::Primary
+        || matches!(resync, Some((SyncRole::Source, _)))
+            && theirs.role == replica::wire::Role::Primary;
+    if both_primary || primary_would_be_target {
+        return Ended::StandAlone {
+            reason: if both_primary {
+                "both nodes are Primary; demote one (haadm secondary) and connect again".into()
+            } else {
+                "the Primary would become SyncTarget and its data change under its users; \
+                 demote it and connect again"
+                    .into()
+            },
+            split_brain: false,
+        };
+    }
+    // From here on every change is mirrored; the bitmap snapshot below is
+    // taken under the same lock, so a change is either in it or mirrored.
+    let words = {
+        let mut state = context.link.lock();
+        state.outgoing = Some(wire.out.clone());
+        state.connection = Connection::Connected;
+        state.standalone_reason = None;
+        state.split_brain = false;
+        state.peer = Some(theirs);
+        state.discard_my_data = false;
+        state.replication = match resync {
+            None => Replication::Established,
+            Some((SyncRole::Source, _)) => Replication::SyncSource,
+            Some((SyncRole::Target, _)) => Replication::SyncTarget,
+        };
+        context
+            .journal
+            .generation_started_without_peer
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        resync.map(|(_, kind)| {
+            let mut metadata = context.journal.lock();
+            if kind == SyncKind::Full {
+                let end = metadata.bitmap().blocks() * BLOCK;
+                if let Err(mark_error) = metadata.mark_dirty(0..end) {
+                    warn!("{name}: {mark_error}");
+                }
+            }
+            bitmap_words(&metadata)
+        })
+    };
+    context.link.state_changed();
+    let _ = context.notices.send(Notice::LinkChanged);
+    if let Some(words) = words {
+        send_bitmap(wire, words);
+    }
+    let mut target = matches!(resync, Some((SyncRole::Target, _))).then(TargetResync::default);
+    let mut peer_state = theirs;
+    let mut applying: Vec<JoinHandle<()>> = Vec::new();
+    let mut received_in_epoch = 0u32;
+    let mut ping_sent: Option<Instant> = None;
+    let mut tick = tokio::time::interval(TICK);
+    let net = &context.config.net;
+    loop {
+        if let Some(resync) = &mut target
+            && resync.ready
+        {
+            request_more(context, wire, resync);
+            if resync.requests.is_empty() && context.journal.lock().bitmap().dirty_blocks() == 0 {
+                if let Err(finish_error) = finish_as_target(context, &peer_state) {
+                    return Ended::Retry(finish_error);
+                }
+                target = None;
+                wire.send(&Message::State(local_state(context)));
+            }
+        }
+        let message = tokio::select! {
+            received = wire.receive() => match received {
+                Ok(message) => message,
+                Err(reason) => return Ended::Retry(reason),
+            },
+            _ = tick.tick() => {
+                let silent = wire.last_received.elapsed();
+                if let Some(sent) = ping_sent {
+                    if sent.elapsed() > net.ping_timeout {
+                        return Ended::Retry(format!(
+                            "PingAck did not arrive within ping-timeout {:?}", net.ping_timeout
+                        ));
+                    }
+                } else if silent > net.ping_int {
+                    wire.send(&Message::Ping);
+                    ping_sent = Some(Instant::now());
+                }
+                let waiting = context.link.has_outstanding()
+                    || target.as_ref().is_some_and(|t| !t.requests.is_empty());
+                if waiting && silent > net.timeout.max(net.ping_timeout) {
+                    return Ended::Retry(format!(
+                        "the peer answered nothing for {silent:?} (timeout {:?})", net.timeout
+                    ));
+                }
+                continue;
+            }
+            () = context.link.changed.notified() => {
+                wire.send(&Message::State(local_state(context)));
+                continue;
+            }
+            () = context.link.renegotiate.notified() => {
+                return Ended::Retry("renegotiating after a forced promotion".into());
+            }
+        };
+        // Anything received proves the peer alive.
+        ping_sent = None;
+        match message {
+            Message::Ping => wire.send(&Message::PingAck),
+            Message::PingAck => {}
+            Message::State(state) => {
+                peer_state = state;
+                let finished_as_source = {
+                    let mut link = context.link.lock();
+                    link.peer = Some(state);
+                    let done = link.replication == Replication::SyncSource
+                        && state.disk == DiskState::UpToDate;
+                    if done {
+                        link.replication = Replication::Established;
+                    }
+                    done
+                };
+                if finished_as_source {
+                    if let Err(finish_error) = context
+                        .journal
+                        .lock()
+                        .update_superblock(sync::finish_sync_as_source)
+                    {
+                        return Ended::Retry(finish_error.to_string());
+                    }
+                    info!("{name}: resync to {peer_name} finished");
+                }
+                let _ = context.notices.send(Notice::LinkChanged);
+            }
+            Message::Write(write) => {
+                if !write.integrity_holds() {
+                    return Ended::StandAlone {
+                        reason: format!(
+                            "the data of write {} at offset {} does not match its digest \
+                             (damaged on the way; check the link)",
+                            write.id, write.offset
+                        ),
+                        split_brain: false,
+                    };
+                }
+                if let Some(resync) = &mut target {
+                    let range = write.offset..write.offset + write.data.len() as u64;
+                    for (offset, (length, stale)) in resync.requests.iter_mut() {
+                        if overlaps(&range, &(*offset..*offset + *length)) {
+                            *stale = true;
+                        }
+                    }
+                }
+                received_in_epoch += 1;
+                let protocol = context.link.lock().protocol;
+                if protocol == ReplicationProtocol::B {
+                    wire.send(&Message::RecvAck { id: write.id });
+                }
+                let volume = Arc::clone(&context.volume);
+                let out = wire.out.clone();
+                let resource = name.clone();
+                applying.retain(|task| !task.is_finished());
+                applying.push(tokio::spawn(async move {
+                    let id = write.id;
+                    let reply = match volume
+                        .apply_from_peer(write.offset, write.data.into_vec(), write.fua)
+                        .await
+                    {
+                        Ok(()) if protocol == ReplicationProtocol::C => Message::WriteAck { id },
+                        Ok(()) => return,
+                        Err(write_error) => {
+                            error!("{resource}: cannot apply the peer's write {id}: {write_error}");
+                            Message::WriteFailed { id }
+                        }
+                    };
+                    let _ = out.send(frame(&reply));
+                }));
+            }
+            Message::Barrier { epoch, writes } => {
+                if writes != received_in_epoch {
+                    return Ended::Retry(format!(
+                        "protocol error: barrier of epoch {epoch} counts {writes} writes, \
+                         {received_in_epoch} arrived"
+                    ));
+                }
+                received_in_epoch = 0;
+                for task in applying.drain(..) {
+                    let _ = task.await;
+                }
+                if let Err(sync_error) = context.volume.sync_async().await {
+                    error!("{name}: fdatasync for the peer's barrier failed: {sync_error}");
+                }
+                wire.send(&Message::BarrierAck { epoch, writes });
+            }
+            Message::WriteAck { id } | Message::RecvAck { id } => {
+                context.link.complete_write(id, true);
+            }
+            Message::WriteFailed { id } => context.link.complete_write(id, false),
+            Message::BarrierAck { epoch, .. } => context.link.complete_barrier(epoch),
+            Message::OutOfSync { offset, length } => {
+                let mut metadata = context.journal.lock();
+                if let Err(mark_error) = metadata.mark_dirty(offset..offset.saturating_add(length))
+                {
+                    warn!("{name}: {mark_error}");
+                }
+            }
+            Message::BitmapChunk(chunk) => {
+                merge_bitmap_chunk(context, &chunk);
+                if chunk.is_last()
+                    && let Some(resync) = &mut target
+                    && !resync.ready
+                {
+                    if let Err(begin_error) = begin_as_target(context) {
+                        return Ended::Retry(begin_error);
+                    }
+                    resync.ready = true;
+                }
+            }
+            Message::ResyncRequest { offset, length } => {
+                let range = offset..offset.saturating_add(u64::from(length));
+                match context.volume.read_range(range.clone()).await {
+                    Ok(data) => {
+                        let sent = data.len() as u64;
+                        wire.send(&Message::ResyncData {
+                            offset,
+                            data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
+                        });
+                        if let Err(clear_error) = context.journal.lock().clear_dirty(range) {
+                            warn!("{name}: {clear_error}");
+                        }
+                        let mut link = context.link.lock();
+                        link.resynced_bytes += sent;
+                        link.resync_done += sent;
+                    }
+                    Err(read_error) => {
+                        warn!("{name}: cannot read {range:?} for the peer's resync: {read_error}");
+                        wire.send(&Message::ResyncFailed { offset, length });
+                    }
+                }
+            }
+            Message::ResyncData { offset, data } => {
+                let Some(resync) = &mut target else {
+                    return Ended::Retry("protocol error: ResyncData while not SyncTarget".into());
+                };
+                let Some((length, stale)) = resync.requests.remove(&offset) else {
+                    return Ended::Retry(format!(
+                        "protocol error: ResyncData at {offset} that was not requested"
+                    ));
+                };
+                if stale || data.len() as u64 != length {
+                    // A newer write overlapped: ask again.
+                    resync.cursor = resync.cursor.min(offset);
+                    continue;
+                }
+                if let Err(write_error) = context
+                    .volume
+                    .apply_from_peer(offset, data.into_vec(), false)
+                    .await
+                {
+                    return Ended::Retry(format!("cannot write resync data: {write_error}"));
+                }
+                if let Err(clear_error) =
+                    context.journal.lock().clear_dirty(offset..offset + length)
+                {
+                    warn!("{name}: {clear_error}");
+                }
+                let mut link = context.link.lock();
+                link.resynced_bytes += length;
+                link.resync_done += length;
+            }
+            Message::ResyncFailed { offset, length } => {
+                return Ended::Retry(format!(
+                    "the peer cannot read {length} bytes at {offset} for the resync"
+                ));
+            }
+            Message::Disconnect { reason } => {
+                return Ended::Retry(format!("the peer disconnected: {reason}"));
+            }
+            Message::Settings(_) | Message::VerifyRequest { .. } | Message::VerifyDigest { .. } => {
+                return Ended::Retry(format!(
+                    "protocol error: unexpected {} after the connect",
+                    message.message_type()
+                ));
+            }
+            handshake @ (Message::Hello(_)
+            | Message::AuthChallenge { .. }
+            | Message::AuthResponse { .. }
+            | Message::HelloDone { .. }
+            | Message::Refused { .. }) => {
+                return Ended::Retry(format!(
+                    "protocol error: handshake message {} after the handshake",
+                    handshake.message_type()
+                ));
+            }
+        }
+    }
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// The dirty bitmap as 64-bit words, block 0 first.
+fn bitmap_words(metadata: &replica::store::Metadata) -> Vec<u64> {
+    let bitmap = metadata.bitmap();
+    let word_count = bitmap.blocks().div_ceil(64) as usize;
+    let mut words: Vec<u64> = (0..bitmap.page_count())
+        .flat_map(|page| bitmap.page_words(page).iter().copied())
+        .collect();
+    words.truncate(word_count);
+    words
+}
+
+fn send_bitmap(wire: &Wire, words: Vec<u64>) {
+    let chunks: Vec<&[u64]> = words.chunks(MAX_BITMAP_WORDS).collect();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let offset = (index * MAX_BITMAP_WORDS) as u64;
+        let last = index + 1 == chunks.len();
+        let chunk = BitmapChunk::new(offset, chunk.to_vec(), last).expect("within the limits");
+        wire.send(&Message::BitmapChunk(chunk));
+    }
+}
+
+/// ORs the peer's bitmap chunk into ours.
+fn merge_bitmap_chunk(context: &LinkContext, chunk: &BitmapChunk) {
+    let mut metadata = context.journal.lock();
+    let blocks = metadata.bitmap().blocks();
+    for range in set_bit_runs(chunk.word_offset(), chunk.words()) {
+        let range = range.start.min(blocks)..range.end.min(blocks);
+        if range.is_empty() {
+            continue;
+        }
+        if let Err(mark_error) = metadata.mark_dirty(range.start * BLOCK..range.end * BLOCK) {
+            warn!("{}: {mark_error}", context.config.name);
+        }
+    }
+}
+
+/// The runs of set bits in `words` (starting at word `word_offset`), as
+/// block ranges.
+fn set_bit_runs(word_offset: u64, words: &[u64]) -> Vec<Range<u64>> {
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    for (index, &word) in words.iter().enumerate() {
+        if word == 0 {
+            continue;
+        }
+        let base = (word_offset + index as u64) * 64;
+        for bit in 0..64 {
+            if word & (1 << bit) == 0 {
+                continue;
+            }
+            let block = base + bit;
+            match runs.last_mut() {
+                Some(run) if run.end == block => run.end += 1,
+                _ => runs.push(block..block + 1),
+            }
+        }
+    }
+    runs
+}
+
+/// The sync target becomes Inconsistent, with the combined bitmap durable
+/// first: a crash from here on resumes the resync, it never skips a block.
+fn begin_as_target(context: &LinkContext) -> Result<(), String> {
+    let mut metadata = context.journal.lock();
+    metadata.flush_bitmap().map_err(|e| e.to_string())?;
+    metadata
+        .update_superblock(sync::begin_sync_as_target)
+        .map_err(|e| e.to_string())?;
+    let total = metadata.bitmap().dirty_bytes();
+    drop(metadata);
+    let mut link = context.link.lock();
+    link.resync_total = total;
+    link.resync_done = 0;
+    info!(
+        "{}: resync from the peer started: {total} bytes out of sync",
+        context.config.name
+    );
+    Ok(())
+}
+
+/// Asks for dirty ranges until the window is full.
+fn request_more(context: &LinkContext, wire: &Wire, resync: &mut TargetResync) {
+    if resync.requests.len() >= RESYNC_WINDOW {
+        return;
+    }
+    let metadata = context.journal.lock();
+    let size = metadata.usable_size();
+    let mut wanted = Vec::new();
+    for range in metadata.dirty_ranges() {
+        if range.end <= resync.cursor {
+            continue;
+        }
+        let mut at = range.start.max(resync.cursor);
+        let end = range.end.min(size);
+        while at < end && resync.requests.len() + wanted.len() < RESYNC_WINDOW {
+            let length = (end - at).min(MAX_DATA_LEN as u64);
+            let requested = resync
+                .requests
+                .iter()
+                .any(|(offset, (len, _))| overlaps(&(at..at + length), &(*offset..offset + len)));
+            if !requested {
+                wanted.push((at, length));
+            }
+            at += length;
+        }
+        resync.cursor = at;
+        if resync.requests.len() + wanted.len() >= RESYNC_WINDOW {
+            break;
+        }
+    }
+    let walked_to_end = resync.requests.len() + wanted.len() < RESYNC_WINDOW;
+    drop(metadata);
+    if walked_to_end && wanted.is_empty() {
+        // Everything asked for; start over for ranges asked again later.
+        resync.cursor = 0;
+    }
+    for (offset, length) in wanted {
+        resync.requests.insert(offset, (length, false));
+        wire.send(&Message::ResyncRequest {
+            offset,
+            length: length as u32,
+        });
+    }
+}
+
+/// The resync is complete: adopt the source's generation ids, UpToDate.
+fn finish_as_target(context: &LinkContext, source: &NodeState) -> Result<(), String> {
+    let source_state = volume_state_of(source);
+    let mut metadata = context.journal.lock();
+    metadata.flush_bitmap().map_err(|e| e.to_string())?;
+    metadata
+        .update_superblock(|state| sync::finish_sync_as_target(state, &source_state))
+        .map_err(|e| e.to_string())?;
+    drop(metadata);
+    let mut link = context.link.lock();
+    link.replication = Replication::Established;
+    info!(
+        "{}: resync finished: {} bytes copied from the peer",
+        context.config.name, link.resync_done
+    );
+    Ok(())
+}
+
+/// Starts a new generation for a promotion while no peer is connected, and
+/// remembers that writes from now on are already in it.
+pub fn promoted_without_peer(journal: &MetadataJournal) -> Result<(), String> {
+    journal
+        .lock()
+        .update_superblock(|state| state.generations.on_promotion_without_peer(random_id()))
+        .map_err(|e| e.to_string())?;
+    journal
+        .generation_started_without_peer
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_bits_become_block_runs() {
+        assert_eq!(set_bit_runs(0, &[0]), Vec::<Range<u64>>::new());
+        assert_eq!(set_bit_runs(0, &[0b1110]), vec![1..4]);
+        assert_eq!(
+            set_bit_runs(2, &[1 << 63, 0b1, 0, 1 << 5]),
+            vec![191..193, 325..326],
+            "runs continue across words and start at the word offset"
+        );
+    }
+
+    #[test]
+    fn progress_is_cut_to_two_decimals() {
+        assert_eq!(percent(0, 0), 100.0);
+        assert_eq!(percent(1, 3), 33.33);
+        assert_eq!(percent(4210, 10_000), 42.1);
+    }
+}
