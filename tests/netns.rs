@@ -211,6 +211,29 @@ impl Host {
             .unwrap_or_else(|| panic!("{}: eth0 has no IPv6 link-local address", self.name))
     }
 
+    /// The MAC address of `eth0`, as `ip` writes it: `aa:bb:cc:dd:ee:ff`.
+    pub fn mac(&self) -> String {
+        self.link()
+            .and_then(|link| link["address"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("{}: `ip -j link show` gives no eth0 address", self.name))
+    }
+
+    /// `eth0` as `ip -j link show` describes it; `None` when its output
+    /// cannot be read.
+    fn link(&self) -> Option<Value> {
+        let output = ip(&[
+            "-n",
+            &self.namespace,
+            "-j",
+            "link",
+            "show",
+            "dev",
+            HOST_INTERFACE,
+        ]);
+        let mut links: Value = serde_json::from_slice(&output.stdout).ok()?;
+        Some(links.get_mut(0)?.take())
+    }
+
     /// Every address on `eth0` with its prefix length, read over netlink
     /// (`ip -j addr show`).
     pub fn addresses(&self) -> Vec<(IpAddr, u8)> {
@@ -350,19 +373,9 @@ impl Host {
     /// longer tentative.
     fn wait_until_link_ready(&self) {
         let ready = wait_until(LINK_READY_TIMEOUT, Duration::from_millis(20), || {
-            let link = ip(&[
-                "-n",
-                &self.namespace,
-                "-j",
-                "link",
-                "show",
-                "dev",
-                HOST_INTERFACE,
-            ]);
-            let up = serde_json::from_slice::<Value>(&link.stdout)
-                .ok()
-                .and_then(|links| links[0]["operstate"].as_str().map(|state| state == "UP"))
-                .unwrap_or(false);
+            let up = self
+                .link()
+                .is_some_and(|link| link["operstate"].as_str() == Some("UP"));
             up && self.interface_addresses().iter().any(|address| {
                 matches!(address.ip, IpAddr::V6(ip) if ip.is_unicast_link_local())
                     && !address.tentative

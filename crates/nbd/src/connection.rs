@@ -296,6 +296,13 @@ pub struct ServerConnection {
     structured_replies: bool,
     base_allocation: bool,
     shutting_down: bool,
+    /// Bytes received while [`Limits::max_in_flight`] requests were
+    /// unanswered: decoded as replies free room, never more than one
+    /// `receive` call's worth (the daemon reads only while
+    /// [`ServerConnection::wants_input`]).
+    held_back: Vec<u8>,
+    /// The client closed its side while bytes were held back.
+    eof_after_held_back: bool,
 }
 
 impl ServerConnection {
@@ -316,6 +323,8 @@ impl ServerConnection {
             structured_replies: false,
             base_allocation: false,
             shutting_down: false,
+            held_back: Vec::new(),
+            eof_after_held_back: false,
         }
     }
 
@@ -326,16 +335,49 @@ impl ServerConnection {
 
     /// Feeds bytes read from the client, split anywhere. Ignored once the
     /// input has ended (after [`Event::Disconnect`]).
-    pub fn receive(&mut self, mut bytes: &[u8]) {
+    ///
+    /// Decoding stops while [`Limits::max_in_flight`] requests await a
+    /// reply; the rest of `bytes` is held back and decoded as replies free
+    /// room, so a client pipelining thousands of requests cannot make the
+    /// daemon start them all at once.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if self.held_back.is_empty() {
+            self.decode(bytes);
+        } else {
+            self.held_back.extend_from_slice(bytes);
+        }
+    }
+
+    fn decode(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && !matches!(self.input, Input::Ended) {
+            if self.in_flight.len() >= self.limits.max_in_flight.max(1) {
+                self.held_back.extend_from_slice(bytes);
+                return;
+            }
             let state = std::mem::replace(&mut self.input, Input::Ended);
             self.input = self.step(state, &mut bytes);
+        }
+    }
+
+    /// Decodes held-back input once there is room again.
+    fn resume(&mut self) {
+        if !self.held_back.is_empty() && self.in_flight.len() < self.limits.max_in_flight.max(1) {
+            let held_back = std::mem::take(&mut self.held_back);
+            self.decode(&held_back);
+        }
+        if self.held_back.is_empty() && self.eof_after_held_back {
+            self.eof_after_held_back = false;
+            self.receive_eof();
         }
     }
 
     /// The client closed its side (read returned 0, or the socket failed).
     pub fn receive_eof(&mut self) {
         if matches!(self.input, Input::Ended) {
+            return;
+        }
+        if !self.held_back.is_empty() {
+            self.eof_after_held_back = true;
             return;
         }
         let between_frames = matches!(
@@ -366,6 +408,8 @@ impl ServerConnection {
     /// buffer without bound).
     pub fn wants_input(&self) -> bool {
         !matches!(self.input, Input::Ended)
+            && self.held_back.is_empty()
+            && !self.eof_after_held_back
             && self.in_flight.len() < self.limits.max_in_flight.max(1)
             && self.outbox.queued_bytes() < self.limits.max_queued_output.max(1)
     }
@@ -445,6 +489,7 @@ impl ServerConnection {
             (Ok(Reply::Extents(_)), _) => return Err(wrong_reply("Reply::Extents")),
         }
         self.in_flight.remove(&id);
+        self.resume();
         Ok(())
     }
 

@@ -75,9 +75,11 @@ impl Export {
 /// [`receive`](crate::ServerConnection::receive) only while
 /// [`wants_input`](crate::ServerConnection::wants_input) is true, one
 /// connection holds at most: one partial frame (`max_payload` or
-/// `max_option_length` bytes plus a header), the events decoded from one
-/// `receive` call, `max_queued_output` bytes of unsent output plus what one
-/// `receive` call and the replies to `max_in_flight` requests add to it.
+/// `max_option_length` bytes plus a header), `max_in_flight` requests (the
+/// bytes of one `receive` call beyond them are held back undecoded until
+/// replies free room), and `max_queued_output` bytes of unsent output plus
+/// what one `receive` call and the replies to `max_in_flight` requests add
+/// to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest READ or WRITE length (advertised as the maximum block size

@@ -728,6 +728,63 @@ fn input_pauses_while_too_many_requests_are_in_flight() {
 }
 
 #[test]
+fn pipelined_requests_beyond_the_limit_are_held_back_until_replies_free_room() {
+    let limits = Limits {
+        max_in_flight: 4,
+        ..Limits::default()
+    };
+    let mut connection = connected(export(), limits, SIMPLE);
+    // One read from the socket carrying 100 pipelined requests.
+    let burst: Vec<u8> = (0..100).flat_map(request_flush).collect();
+    connection.receive(&burst);
+    let mut seen = events(&mut connection);
+    assert_eq!(seen.len(), 4, "only max_in_flight requests are decoded");
+    assert!(
+        !connection.wants_input(),
+        "held-back bytes stop further reads"
+    );
+    let mut answered = 0;
+    while let Some(Event::Request(request)) = seen.pop() {
+        connection.reply(request.id, Ok(Reply::Done)).unwrap();
+        answered += 1;
+        seen.extend(events(&mut connection));
+        assert!(connection.in_flight() <= 4);
+    }
+    assert_eq!(answered, 100, "every request is decoded in the end");
+    assert!(connection.wants_input());
+}
+
+#[test]
+fn end_of_input_behind_held_back_requests_comes_after_them() {
+    let limits = Limits {
+        max_in_flight: 1,
+        ..Limits::default()
+    };
+    let mut connection = connected(export(), limits, SIMPLE);
+    let burst: Vec<u8> = (0..3).flat_map(request_flush).collect();
+    connection.receive(&burst);
+    connection.receive_eof();
+    let mut requests = 0;
+    let mut disconnected = false;
+    while !disconnected {
+        let batch = events(&mut connection);
+        assert!(!batch.is_empty(), "stalled after {requests} requests");
+        for event in batch {
+            match event {
+                Event::Request(request) => {
+                    assert!(!disconnected, "a request after the disconnect");
+                    requests += 1;
+                    connection.reply(request.id, Ok(Reply::Done)).unwrap();
+                }
+                Event::Disconnect(_) => disconnected = true,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(requests, 3);
+}
+
+#[test]
 fn zero_limits_pause_input_only_while_something_is_pending() {
     let limits = Limits {
         max_in_flight: 0,
