@@ -4,7 +4,22 @@
 
 mod common;
 mod harness;
+mod replicad_admin;
+mod replicad_clients;
+mod replicad_crash;
+mod replicad_filesystem;
+mod replicad_hostile;
+mod replicad_pair;
+mod replicad_pair_handlers;
+mod replicad_pair_kit;
+mod replicad_pair_rate;
+mod replicad_pair_skip_sync;
+mod replicad_pair_transfer_log;
+mod replicad_pair_verify;
+mod replicad_roles;
+mod vrrp_announce;
 mod vrrp_failover;
 mod vrrp_hooks;
 mod vrrp_interop;
+mod vrrp_reload;
 mod vrrp_tshark;

@@ -78,6 +78,22 @@ enum Command {
     },
     /// Drop the connection to the peer: StandAlone until connect.
     Disconnect { resource: String },
+    /// Online verify with the peer (needs net.verify-alg): blocks that
+    /// differ are marked out of sync, not repaired; disconnect and connect,
+    /// or invalidate, to resync them.
+    Verify { resource: String },
+    /// Discard this node's data: it becomes SyncTarget of a full resync.
+    Invalidate { resource: String },
+    /// Discard the peer's data: it becomes SyncTarget of a full resync.
+    InvalidateRemote { resource: String },
+    /// Skip the initial full sync of a fresh, connected pair: both nodes
+    /// become UpToDate with one new generation (needs --clear-bitmap).
+    NewCurrentUuid {
+        resource: String,
+        /// Clear the bitmap: nothing is resynced.
+        #[arg(long)]
+        clear_bitmap: bool,
+    },
     /// The state of every resource, or one, in DRBD 9's layout.
     Status {
         resource: Option<String>,
@@ -209,6 +225,22 @@ fn run(args: Args) -> Result<(), Failure> {
         }),
         Command::Disconnect { resource } => each(&args, resource, |name| Request::Disconnect {
             resource: name,
+        }),
+        Command::Verify { resource } => {
+            each(&args, resource, |name| Request::Verify { resource: name })
+        }
+        Command::Invalidate { resource } => each(&args, resource, |name| Request::Invalidate {
+            resource: name,
+        }),
+        Command::InvalidateRemote { resource } => each(&args, resource, |name| {
+            Request::InvalidateRemote { resource: name }
+        }),
+        Command::NewCurrentUuid {
+            resource,
+            clear_bitmap,
+        } => each(&args, resource, |name| Request::NewCurrentUuid {
+            resource: name,
+            clear_bitmap: *clear_bitmap,
         }),
         Command::Status { resource, json } => {
             let resources = status(&args, resource.as_deref())?;

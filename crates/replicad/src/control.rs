@@ -44,6 +44,26 @@ pub enum Request {
     Disconnect {
         resource: String,
     },
+    /// Online verify against the peer (`verify-alg`); differing blocks
+    /// are marked out of sync, not repaired.
+    Verify {
+        resource: String,
+    },
+    /// Discard this node's data: full resync from the peer.
+    Invalidate {
+        resource: String,
+    },
+    /// Discard the peer's data: full resync to the peer.
+    InvalidateRemote {
+        resource: String,
+    },
+    /// Start a new current generation; with `clear_bitmap`, on a fresh
+    /// connected pair, both nodes become UpToDate without the initial sync.
+    NewCurrentUuid {
+        resource: String,
+        #[serde(default)]
+        clear_bitmap: bool,
+    },
     /// Every resource, or one.
     Status {
         resource: Option<String>,
@@ -119,6 +139,9 @@ pub struct PeerStatus {
     pub split_brain: bool,
     /// Why the link is StandAlone, when a connect was refused.
     pub reason: Option<String>,
+    /// Bytes the last online verify found out of sync (4 KiB blocks).
+    #[serde(default)]
+    pub verify_out_of_sync: u64,
 }
 
 /// Why the daemon could not be asked.

@@ -82,6 +82,15 @@ impl Registry {
                 self.with(resource, |r| r.connect(*discard_my_data, notices))
             }
             Request::Disconnect { resource } => self.with(resource, Resource::disconnect),
+            Request::Verify { resource } => self.with(resource, Resource::verify),
+            Request::Invalidate { resource } => self.with(resource, Resource::invalidate),
+            Request::InvalidateRemote { resource } => {
+                self.with(resource, Resource::invalidate_remote)
+            }
+            Request::NewCurrentUuid {
+                resource,
+                clear_bitmap,
+            } => self.with(resource, |r| r.new_current_uuid(*clear_bitmap)),
         };
         self.publish_changes();
         match result {
@@ -92,7 +101,11 @@ impl Registry {
                     | Request::Primary { resource, .. }
                     | Request::Secondary { resource }
                     | Request::Connect { resource, .. }
-                    | Request::Disconnect { resource } => Some(resource.as_str()),
+                    | Request::Disconnect { resource }
+                    | Request::Verify { resource }
+                    | Request::Invalidate { resource }
+                    | Request::InvalidateRemote { resource }
+                    | Request::NewCurrentUuid { resource, .. } => Some(resource.as_str()),
                     Request::Status { resource } => resource.as_deref(),
                     Request::Events => None,
                 };
@@ -157,10 +170,14 @@ pub async fn run(resources: Vec<ResourceConfig>, node: String, run_dir: PathBuf)
                 Err(error) => warn!("control socket: {error}"),
             },
             Some(notice) = notice_rx.recv() => {
-                if let Notice::Detached { error } = notice {
-                    error!("disk detached: {error}");
+                let mut registry = lock(&shared);
+                match notice {
+                    Notice::Detached { error } => error!("disk detached: {error}"),
+                    // Nobody listening is fine.
+                    Notice::Event(line) => drop(registry.events.send(line)),
+                    Notice::LinkChanged => {}
                 }
-                lock(&shared).publish_changes();
+                registry.publish_changes();
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,

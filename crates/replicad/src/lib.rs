@@ -8,12 +8,16 @@
 //! - `resource`: one resource's life (up, roles, down) and its rules.
 //! - `serve`: NBD connections and the write path.
 //! - `range_lock`: ordering of overlapping requests.
-//! - `peer`: the peer link: handshake, mirroring, resync.
+//! - `peer`: the peer link: handshake, mirroring, resync, verify.
+//! - `helpers`: the resource's handlers (split-brain, resync, fencing...).
+//! - `pacer`: resync rate control (`resync-rate`, `c-max-rate`).
 
 pub mod control;
 pub mod daemon;
 pub mod report;
 
+mod helpers;
+mod pacer;
 mod peer;
 mod range_lock;
 mod resource;

@@ -19,7 +19,15 @@
 //! mirrored write that overlaps a request in flight makes the answer stale:
 //! it is dropped and the range asked for again. When no dirty block is left
 //! the target adopts the source's generation ids and tells it so in a State
-//! saying UpToDate, on which the source ends its side.
+//! saying UpToDate, on which the source ends its side. The target paces its
+//! requests with [`crate::pacer`].
+//!
+//! Online verify: the source asks for the digest of every 4 KiB block, marks
+//! the blocks whose digest differs out of sync on both nodes (OutOfSync) and
+//! ends with a State. The transfer log keeps the ranges of mirrored writes
+//! until their epoch's BarrierAck; what is left when the link drops is out
+//! of sync. Handlers ([`crate::helpers`]) run on split brain, around a
+//! resync, on a lost link and after a verify that found differences.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -28,7 +36,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use hapair_config::ResourceConfig;
-use hapair_config::resource::{AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, DigestAlg, Protocol};
+use hapair_config::resource::{
+    AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, DigestAlg, Fencing, Protocol,
+};
 use log::{error, info, warn};
 use replica::auth::{AuthConfig, Authenticator, Progress, SharedSecret, random_challenge};
 use replica::generation::random_id;
@@ -45,13 +55,21 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::control::PeerStatus;
+use crate::helpers::{Handler, Helpers};
+use crate::pacer::ResyncPacer;
 use crate::resource::{MetadataJournal, Role, disk_state};
-use crate::serve::{Acks, Mirror, Notice, Payload, Volume};
+use crate::serve::{Acks, Journal, Mirror, Notice, Payload, Volume};
 
 /// Bytes of one 4 KiB bitmap block.
 const BLOCK: u64 = 4096;
 /// Resync requests a sync target keeps outstanding.
 const RESYNC_WINDOW: usize = 8;
+/// Writes after which an epoch is closed by a Barrier even without a
+/// FLUSH (DRBD's `max-epoch-size` default), so that the transfer log
+/// stays short.
+const MAX_EPOCH_WRITES: u32 = 2048;
+/// Verify requests (one 4 KiB block each) a verify source keeps outstanding.
+const VERIFY_WINDOW: usize = 128;
 /// How often keep-alive and timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
 /// How long the handshake and the State exchange may take.
@@ -74,6 +92,10 @@ enum Replication {
     Established,
     SyncSource,
     SyncTarget,
+    /// This node runs an online verify (asks for digests).
+    VerifyS,
+    /// The peer runs an online verify (this node answers digests).
+    VerifyT,
 }
 
 struct LinkState {
@@ -92,6 +114,9 @@ struct LinkState {
     epoch: u64,
     writes_in_epoch: u32,
     pending_barriers: HashMap<u64, oneshot::Sender<bool>>,
+    /// The transfer log: ranges mirrored in epochs whose BarrierAck has not
+    /// arrived, so not known durable on the peer.
+    transfer_log: Vec<(u64, Range<u64>)>,
     /// Resync of this session: bytes to copy and copied.
     resync_total: u64,
     resync_done: u64,
@@ -99,17 +124,22 @@ struct LinkState {
     resynced_bytes: u64,
     /// `connect --discard-my-data` was given.
     discard_my_data: bool,
+    /// Bytes the last online verify found out of sync (on either end).
+    verify_out_of_sync: u64,
 }
 
 /// The peer link's shared state; see the module documentation.
 pub struct PeerLink {
+    resource: String,
     peer_name: String,
     state: Mutex<LinkState>,
     /// The local role or disk changed: send a State.
     changed: Notify,
-    /// End the session and connect again (a forced promotion changed the
-    /// generation while connected).
+    /// End the session and connect again (a forced promotion or an
+    /// invalidate changed the generation or disk state while connected).
     renegotiate: Notify,
+    /// Start an online verify.
+    verify: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,6 +149,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl PeerLink {
     pub fn new(config: &ResourceConfig, peer_name: &str) -> Arc<PeerLink> {
         Arc::new(PeerLink {
+            resource: config.name.clone(),
             peer_name: peer_name.to_string(),
             state: Mutex::new(LinkState {
                 connection: Connection::StandAlone,
@@ -134,18 +165,25 @@ impl PeerLink {
                 epoch: 1,
                 writes_in_epoch: 0,
                 pending_barriers: HashMap::new(),
+                transfer_log: Vec::new(),
                 resync_total: 0,
                 resync_done: 0,
                 resynced_bytes: 0,
                 discard_my_data: false,
+                verify_out_of_sync: 0,
             }),
             changed: Notify::new(),
             renegotiate: Notify::new(),
+            verify: Notify::new(),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, LinkState> {
         lock(&self.state)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.lock().connection == Connection::Connected
     }
 
     /// True while the peer takes every change (connected, not refused).
@@ -171,12 +209,34 @@ impl PeerLink {
         self.renegotiate.notify_one();
     }
 
+    /// Connected, and neither resyncing nor verifying.
+    pub fn is_established(&self) -> bool {
+        let state = self.lock();
+        state.connection == Connection::Connected && state.replication == Replication::Established
+    }
+
+    /// True when the connected peer's metadata was just created and never
+    /// synced.
+    pub fn peer_is_just_created(&self) -> bool {
+        let state = self.lock();
+        state.connection == Connection::Connected
+            && state
+                .peer
+                .is_some_and(|peer| peer.generations.is_just_created())
+    }
+
+    /// Starts an online verify as its source; the caller checked
+    /// [`Self::is_established`] and that `verify-alg` is set.
+    pub fn start_verify(&self) {
+        self.verify.notify_one();
+    }
+
     pub fn status(&self) -> PeerStatus {
         let state = self.lock();
         let connected = state.connection == Connection::Connected;
         let syncing = matches!(
             state.replication,
-            Replication::SyncSource | Replication::SyncTarget
+            Replication::SyncSource | Replication::SyncTarget | Replication::VerifyS
         );
         let peer = state.peer.filter(|_| connected);
         PeerStatus {
@@ -189,12 +249,21 @@ impl PeerLink {
             resynced_bytes: state.resynced_bytes,
             split_brain: state.split_brain,
             reason: state.standalone_reason.clone(),
+            verify_out_of_sync: state.verify_out_of_sync,
         }
     }
 
     /// The link is down: every change not acknowledged is out of sync
     /// (its waiter sees the dropped sender), nothing more is mirrored.
-    fn lost(&self, connection: Connection, reason: Option<String>, split_brain: bool) {
+    /// Returns the transfer log: ranges whose epoch the peer did not
+    /// confirm durable, to be marked out of sync too.
+    #[must_use]
+    fn lost(
+        &self,
+        connection: Connection,
+        reason: Option<String>,
+        split_brain: bool,
+    ) -> Vec<Range<u64>> {
         let mut state = self.lock();
         state.outgoing = None;
         state.pending_writes.clear();
@@ -206,6 +275,11 @@ impl PeerLink {
         state.peer = None;
         state.resync_total = 0;
         state.resync_done = 0;
+        state
+            .transfer_log
+            .drain(..)
+            .map(|(_, range)| range)
+            .collect()
     }
 
     fn complete_write(&self, id: u64, done: bool) {
@@ -215,7 +289,9 @@ impl PeerLink {
     }
 
     fn complete_barrier(&self, epoch: u64) {
-        if let Some(waiter) = self.lock().pending_barriers.remove(&epoch) {
+        let mut state = self.lock();
+        state.transfer_log.retain(|(logged, _)| *logged > epoch);
+        if let Some(waiter) = state.pending_barriers.remove(&epoch) {
             let _ = waiter.send(true);
         }
     }
@@ -277,6 +353,14 @@ impl Mirror for PeerLink {
             state.writes_in_epoch += 1;
             let _ = out.send(frame(&Message::Write(write)));
             done += take as u64;
+        }
+        let epoch = state.epoch;
+        state.transfer_log.push((epoch, offset..offset + length));
+        if state.writes_in_epoch >= MAX_EPOCH_WRITES {
+            let writes = state.writes_in_epoch;
+            state.epoch += 1;
+            state.writes_in_epoch = 0;
+            let _ = out.send(frame(&Message::Barrier { epoch, writes }));
         }
         Some(acks)
     }
@@ -354,6 +438,7 @@ pub struct LinkContext {
     pub volume: Arc<Volume>,
     pub journal: Arc<MetadataJournal>,
     pub role: Arc<Mutex<Role>>,
+    pub helpers: Arc<Helpers>,
     /// Told about every change of the link's state, for events.
     pub notices: mpsc::UnboundedSender<Notice>,
 }
@@ -369,13 +454,44 @@ enum Ended {
 /// Starts the connection task; abort it to disconnect.
 pub fn start(context: LinkContext, discard_my_data: bool) -> JoinHandle<()> {
     context.link.lock().discard_my_data = discard_my_data;
-    context.link.lost(Connection::Connecting, None, false);
+    let unconfirmed = context.link.lost(Connection::Connecting, None, false);
+    mark_unconfirmed(
+        &context.config.name,
+        &context.journal,
+        is_primary(&context),
+        unconfirmed,
+    );
     tokio::spawn(run(context))
 }
 
-/// Marks the link StandAlone after its task was aborted.
-pub fn stopped(link: &PeerLink) {
-    link.lost(Connection::StandAlone, None, false);
+/// Marks the link StandAlone after its task was aborted; `attached` is
+/// the disk's journal and whether this node is Primary, when it is up.
+pub fn stopped(link: &PeerLink, attached: Option<(&MetadataJournal, bool)>) {
+    let unconfirmed = link.lost(Connection::StandAlone, None, false);
+    if let Some((journal, primary)) = attached {
+        mark_unconfirmed(&link.resource, journal, primary, unconfirmed);
+    }
+}
+
+/// Marks the transfer log's ranges out of sync: the peer acknowledged
+/// them, but no BarrierAck said they were durable there. A Primary treats
+/// them as writes without the peer (a new generation starts, so the next
+/// connect resyncs them); a Secondary only records them in its bitmap.
+fn mark_unconfirmed(name: &str, journal: &MetadataJournal, primary: bool, ranges: Vec<Range<u64>>) {
+    if ranges.is_empty() {
+        return;
+    }
+    info!(
+        "{name}: {} mirrored write(s) not confirmed durable on the peer marked out of sync",
+        ranges.len()
+    );
+    for range in ranges {
+        if primary {
+            journal.out_of_sync(range);
+        } else if let Err(mark_error) = journal.lock().mark_dirty(range) {
+            warn!("{name}: {mark_error}");
+        }
+    }
 }
 
 async fn run(context: LinkContext) {
@@ -433,11 +549,15 @@ async fn run(context: LinkContext) {
         };
         let _ = stream.set_nodelay(true);
         let ended = session(&context, stream).await;
+        if context.link.is_connected() {
+            lost_peer_handlers(&context);
+        }
         let _ = context.notices.send(Notice::LinkChanged);
         match ended {
             Ended::Retry(reason) => {
                 warn!("{name}: connection to {peer_name} lost: {reason}");
-                context.link.lost(Connection::Connecting, None, false);
+                let unconfirmed = context.link.lost(Connection::Connecting, None, false);
+                mark_unconfirmed(&name, &context.journal, is_primary(&context), unconfirmed);
                 context.link.state_changed();
                 if dials {
                     tokio::time::sleep(connect_int).await;
@@ -451,12 +571,27 @@ async fn run(context: LinkContext) {
                     "{name}: {} and {peer_name}: {reason}; StandAlone until `haadm connect {name}`",
                     context.node
                 );
-                context
-                    .link
-                    .lost(Connection::StandAlone, Some(reason), split_brain);
+                let unconfirmed =
+                    context
+                        .link
+                        .lost(Connection::StandAlone, Some(reason), split_brain);
+                mark_unconfirmed(&name, &context.journal, is_primary(&context), unconfirmed);
                 return;
             }
         }
+    }
+}
+
+fn is_primary(context: &LinkContext) -> bool {
+    *lock(&context.role) == Role::Primary
+}
+
+/// The handlers a lost connection calls: `disconnected`, and `fence-peer`
+/// on a Primary when `fencing` asks for it.
+fn lost_peer_handlers(context: &LinkContext) {
+    context.helpers.call(Handler::Disconnected);
+    if *lock(&context.role) == Role::Primary && context.config.net.fencing != Fencing::DontCare {
+        context.helpers.call(Handler::FencePeer);
     }
 }
 
@@ -705,7 +840,6 @@ fn view(state: &NodeState, flags: Flags, name: &str) -> PeerView {
 }
 
 /// The resync a session runs as target.
-#[derive(Default)]
 struct TargetResync {
     /// The source's whole bitmap arrived; requests may start.
     ready: bool,
@@ -713,6 +847,124 @@ struct TargetResync {
     requests: BTreeMap<u64, (u64, bool)>,
     /// Where the walk over the dirty bitmap continues.
     cursor: u64,
+    pacer: ResyncPacer,
+}
+
+impl TargetResync {
+    fn new(config: &ResourceConfig) -> TargetResync {
+        TargetResync {
+            ready: false,
+            requests: BTreeMap::new(),
+            cursor: 0,
+            pacer: ResyncPacer::new(&config.disk, MAX_DATA_LEN as u64, Instant::now()),
+        }
+    }
+}
+
+/// The online verify a session runs as its source.
+struct VerifySource {
+    algorithm: DigestAlgorithm,
+    /// The next block to ask for.
+    cursor: u64,
+    /// Requests sent: offset → length.
+    requests: BTreeMap<u64, u64>,
+}
+
+/// Starts an online verify as source: VerifyS, counters reset.
+fn begin_verify(context: &LinkContext) -> Option<VerifySource> {
+    let algorithm = wire_digest(context.config.net.verify_alg?);
+    let mut link = context.link.lock();
+    if link.replication != Replication::Established {
+        return None;
+    }
+    link.replication = Replication::VerifyS;
+    link.resync_total = context.volume.size();
+    link.resync_done = 0;
+    link.verify_out_of_sync = 0;
+    info!(
+        "{}: online verify started ({algorithm})",
+        context.config.name
+    );
+    Some(VerifySource {
+        algorithm,
+        cursor: 0,
+        requests: BTreeMap::new(),
+    })
+}
+
+/// Asks for block digests until the window is full.
+fn request_digests(context: &LinkContext, wire: &Wire, verify: &mut VerifySource) {
+    let size = context.volume.size();
+    while verify.requests.len() < VERIFY_WINDOW && verify.cursor < size {
+        let length = (size - verify.cursor).min(BLOCK);
+        verify.requests.insert(verify.cursor, length);
+        wire.send(&Message::VerifyRequest {
+            offset: verify.cursor,
+            length: length as u32,
+            algorithm: verify.algorithm,
+        });
+        verify.cursor += length;
+    }
+}
+
+/// Compares the peer's digest of a range with the local data; a mismatch
+/// is marked out of sync on both nodes (not repaired, as in DRBD).
+async fn compare_digest(
+    context: &LinkContext,
+    wire: &Wire,
+    verify: &mut VerifySource,
+    offset: u64,
+    digest: &replica::wire::Digest,
+) -> Result<(), String> {
+    let Some(length) = verify.requests.remove(&offset) else {
+        return Err(format!(
+            "protocol error: VerifyDigest at {offset} that was not requested"
+        ));
+    };
+    let range = offset..offset + length;
+    let local = context
+        .volume
+        .read_range(range.clone())
+        .await
+        .map_err(|e| format!("cannot read {range:?} to verify it: {e}"))?;
+    let mut link = context.link.lock();
+    link.resync_done += length;
+    if !digest.matches(&local) {
+        link.verify_out_of_sync += length;
+        drop(link);
+        warn!(
+            "{}: online verify: {range:?} differs from the peer; marked out of sync",
+            context.config.name
+        );
+        if let Err(mark_error) = context.journal.lock().mark_dirty(range) {
+            warn!("{}: {mark_error}", context.config.name);
+        }
+        wire.send(&Message::OutOfSync { offset, length });
+    }
+    Ok(())
+}
+
+/// Every digest compared: back to Established, tell the peer (a State
+/// ends its VerifyT), and call `out-of-sync` if blocks differed.
+fn finish_verify(context: &LinkContext, wire: &Wire) {
+    let found = {
+        let mut link = context.link.lock();
+        link.replication = Replication::Established;
+        link.verify_out_of_sync
+    };
+    if let Err(flush_error) = context.journal.lock().flush_bitmap() {
+        warn!("{}: {flush_error}", context.config.name);
+    }
+    info!(
+        "{}: online verify finished: {found} bytes ({} blocks) out of sync",
+        context.config.name,
+        found / BLOCK
+    );
+    wire.send(&Message::State(local_state(context)));
+    if found > 0 {
+        context.helpers.call(Handler::OutOfSync);
+    }
+    let _ = context.notices.send(Notice::LinkChanged);
 }
 
 async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
@@ -752,6 +1004,12 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
         &split_brain_policy(&context.config),
     );
     info!("{name}: connected to {peer_name}: {decision}");
+    if matches!(decision, SyncDecision::SplitBrain { .. }) {
+        context.helpers.call(Handler::InitialSplitBrain);
+        if decision.refuses_connection() {
+            context.helpers.call(Handler::SplitBrain);
+        }
+    }
     if decision.refuses_connection() {
         return Ended::StandAlone {
             split_brain: matches!(decision, SyncDecision::SplitBrain { .. }),
@@ -776,6 +1034,21 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             },
             split_brain: false,
         };
+    }
+    match resync {
+        Some((SyncRole::Target, _)) => {
+            context
+                .helpers
+                .call_and_wait(Handler::BeforeResyncTarget)
+                .await;
+        }
+        Some((SyncRole::Source, _)) => {
+            context
+                .helpers
+                .call_and_wait(Handler::BeforeResyncSource)
+                .await;
+        }
+        None => {}
     }
     // From here on every change is mirrored; the bitmap snapshot below is
     // taken under the same lock, so a change is either in it or mirrored.
@@ -812,7 +1085,9 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
     if let Some(words) = words {
         send_bitmap(wire, words);
     }
-    let mut target = matches!(resync, Some((SyncRole::Target, _))).then(TargetResync::default);
+    let mut target =
+        matches!(resync, Some((SyncRole::Target, _))).then(|| TargetResync::new(&context.config));
+    let mut verify: Option<VerifySource> = None;
     let mut peer_state = theirs;
     let mut applying: Vec<JoinHandle<()>> = Vec::new();
     let mut received_in_epoch = 0u32;
@@ -830,6 +1105,13 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 }
                 target = None;
                 wire.send(&Message::State(local_state(context)));
+            }
+        }
+        if let Some(running) = &mut verify {
+            request_digests(context, wire, running);
+            if running.requests.is_empty() {
+                verify = None;
+                finish_verify(context, wire);
             }
         }
         let message = tokio::select! {
@@ -863,7 +1145,16 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 continue;
             }
             () = context.link.renegotiate.notified() => {
-                return Ended::Retry("renegotiating after a forced promotion".into());
+                return Ended::Retry(
+                    "renegotiating: the generation ids or the disk state changed".into(),
+                );
+            }
+            () = context.link.verify.notified() => {
+                if verify.is_none() && target.is_none() {
+                    verify = begin_verify(context);
+                    let _ = context.notices.send(Notice::LinkChanged);
+                }
+                continue;
             }
         };
         // Anything received proves the peer alive.
@@ -873,9 +1164,19 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             Message::PingAck => {}
             Message::State(state) => {
                 peer_state = state;
+                if skips_initial_sync(context, &state) {
+                    if let Err(adopt_error) = adopt_skipped_sync(context, &state) {
+                        return Ended::Retry(adopt_error);
+                    }
+                    wire.send(&Message::State(local_state(context)));
+                }
                 let finished_as_source = {
                     let mut link = context.link.lock();
                     link.peer = Some(state);
+                    if link.replication == Replication::VerifyT {
+                        // The verify source's closing State.
+                        link.replication = Replication::Established;
+                    }
                     let done = link.replication == Replication::SyncSource
                         && state.disk == DiskState::UpToDate;
                     if done {
@@ -907,6 +1208,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     };
                 }
                 if let Some(resync) = &mut target {
+                    resync.pacer.application_write(Instant::now());
                     let range = write.offset..write.offset + write.data.len() as u64;
                     for (offset, (length, stale)) in resync.requests.iter_mut() {
                         if overlaps(&range, &(*offset..*offset + *length)) {
@@ -961,6 +1263,12 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             Message::WriteFailed { id } => context.link.complete_write(id, false),
             Message::BarrierAck { epoch, .. } => context.link.complete_barrier(epoch),
             Message::OutOfSync { offset, length } => {
+                {
+                    let mut link = context.link.lock();
+                    if link.replication == Replication::VerifyT {
+                        link.verify_out_of_sync += length;
+                    }
+                }
                 let mut metadata = context.journal.lock();
                 if let Err(mark_error) = metadata.mark_dirty(offset..offset.saturating_add(length))
                 {
@@ -1039,7 +1347,44 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             Message::Disconnect { reason } => {
                 return Ended::Retry(format!("the peer disconnected: {reason}"));
             }
-            Message::Settings(_) | Message::VerifyRequest { .. } | Message::VerifyDigest { .. } => {
+            Message::VerifyRequest {
+                offset,
+                length,
+                algorithm,
+            } => {
+                {
+                    let mut link = context.link.lock();
+                    if link.replication == Replication::Established {
+                        link.replication = Replication::VerifyT;
+                        link.verify_out_of_sync = 0;
+                        let _ = context.notices.send(Notice::LinkChanged);
+                    }
+                }
+                let range = offset..offset.saturating_add(u64::from(length));
+                match context.volume.read_range(range.clone()).await {
+                    Ok(data) => wire.send(&Message::VerifyDigest {
+                        offset,
+                        length,
+                        digest: algorithm.compute(&data),
+                    }),
+                    Err(read_error) => {
+                        return Ended::Retry(format!(
+                            "cannot read {range:?} for the peer's verify: {read_error}"
+                        ));
+                    }
+                }
+            }
+            Message::VerifyDigest { offset, digest, .. } => {
+                let Some(running) = &mut verify else {
+                    return Ended::Retry("protocol error: VerifyDigest while not verifying".into());
+                };
+                if let Err(verify_error) =
+                    compare_digest(context, wire, running, offset, &digest).await
+                {
+                    return Ended::Retry(verify_error);
+                }
+            }
+            Message::Settings(_) => {
                 return Ended::Retry(format!(
                     "protocol error: unexpected {} after the connect",
                     message.message_type()
@@ -1150,6 +1495,9 @@ fn request_more(context: &LinkContext, wire: &Wire, resync: &mut TargetResync) {
     let metadata = context.journal.lock();
     let size = metadata.usable_size();
     let mut wanted = Vec::new();
+    let now = Instant::now();
+    let longest = resync.pacer.request_length(now);
+    let mut paced_out = false;
     for range in metadata.dirty_ranges() {
         if range.end <= resync.cursor {
             continue;
@@ -1157,22 +1505,26 @@ fn request_more(context: &LinkContext, wire: &Wire, resync: &mut TargetResync) {
         let mut at = range.start.max(resync.cursor);
         let end = range.end.min(size);
         while at < end && resync.requests.len() + wanted.len() < RESYNC_WINDOW {
-            let length = (end - at).min(MAX_DATA_LEN as u64);
+            let length = (end - at).min(longest);
             let requested = resync
                 .requests
                 .iter()
                 .any(|(offset, (len, _))| overlaps(&(at..at + length), &(*offset..offset + len)));
             if !requested {
+                if !resync.pacer.try_take(length, now) {
+                    paced_out = true;
+                    break;
+                }
                 wanted.push((at, length));
             }
             at += length;
         }
         resync.cursor = at;
-        if resync.requests.len() + wanted.len() >= RESYNC_WINDOW {
+        if paced_out || resync.requests.len() + wanted.len() >= RESYNC_WINDOW {
             break;
         }
     }
-    let walked_to_end = resync.requests.len() + wanted.len() < RESYNC_WINDOW;
+    let walked_to_end = !paced_out && resync.requests.len() + wanted.len() < RESYNC_WINDOW;
     drop(metadata);
     if walked_to_end && wanted.is_empty() {
         // Everything asked for; start over for ranges asked again later.
@@ -1201,6 +1553,51 @@ fn finish_as_target(context: &LinkContext, source: &NodeState) -> Result<(), Str
     info!(
         "{}: resync finished: {} bytes copied from the peer",
         context.config.name, link.resync_done
+    );
+    drop(link);
+    context.helpers.call(Handler::AfterResyncTarget);
+    Ok(())
+}
+
+/// Whether the peer's State announces `new-current-uuid --clear-bitmap`:
+/// this node's metadata was just created, the connect found nothing to
+/// sync (both just created), and the peer now says UpToDate with a
+/// generation born from nothing: a current id, no bitmap id, no history.
+/// Nothing else makes such ids (a forced promotion keeps the just-created
+/// id as its bitmap id).
+fn skips_initial_sync(context: &LinkContext, peer: &NodeState) -> bool {
+    let ids = peer.generations;
+    let born_from_nothing =
+        !ids.is_just_created() && ids.bitmap == 0 && ids.history.iter().all(|&id| id == 0);
+    peer.disk == DiskState::UpToDate
+        && born_from_nothing
+        && context.link.lock().replication == Replication::Established
+        && context
+            .journal
+            .lock()
+            .superblock()
+            .state
+            .generations
+            .is_just_created()
+}
+
+/// Takes the peer's new generation without a resync: both nodes hold the
+/// same (never written) data, so both are UpToDate.
+fn adopt_skipped_sync(context: &LinkContext, peer: &NodeState) -> Result<(), String> {
+    let mut metadata = context.journal.lock();
+    let end = metadata.usable_size();
+    metadata.clear_dirty(0..end).map_err(|e| e.to_string())?;
+    metadata.flush_bitmap().map_err(|e| e.to_string())?;
+    metadata
+        .update_superblock(|state| {
+            state.generations = peer.generations;
+            state.flags.insert(Flags::CONSISTENT);
+            state.flags.insert(Flags::WAS_UP_TO_DATE);
+        })
+        .map_err(|e| e.to_string())?;
+    info!(
+        "{}: the peer skipped the initial sync (new-current-uuid --clear-bitmap): UpToDate",
+        context.config.name
     );
     Ok(())
 }

@@ -101,6 +101,7 @@ mod tests {
                 resynced_bytes: 0,
                 split_brain: false,
                 reason: None,
+                verify_out_of_sync: 0,
             },
         }
     }

@@ -17,7 +17,7 @@ use hapair_config::ResourceConfig;
 use hapair_config::resource::MetaDisk;
 use log::{info, warn};
 use replica::activity_log::AlError;
-use replica::generation::random_id;
+use replica::generation::{GenerationIds, random_id};
 use replica::store::{self, AppliedLog, Metadata, VolumePaths};
 use replica::superblock::Flags;
 use tokio::net::UnixListener;
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::control::{Failure, ResourceStatus};
+use crate::helpers::{Handler, Helpers};
 use crate::peer::{self, LinkContext, PeerLink};
 use crate::serve::{self, Journal, Mirror, Notice, Volume};
 
@@ -110,6 +111,7 @@ struct Attached {
     socket_path: PathBuf,
     /// The connection task while the link is not StandAlone.
     link_task: Option<JoinHandle<()>>,
+    helpers: Arc<Helpers>,
 }
 
 pub struct Resource {
@@ -222,6 +224,11 @@ impl Resource {
             metadata: Mutex::new(metadata),
             generation_started_without_peer: AtomicBool::new(false),
         });
+        let helpers = Arc::new(Helpers::new(
+            self.config.clone(),
+            self.node.clone(),
+            notices.clone(),
+        ));
         let volume = Arc::new(Volume::new(
             self.name().to_string(),
             file,
@@ -229,7 +236,7 @@ impl Resource {
             Arc::clone(&journal) as Arc<dyn Journal>,
             Arc::clone(&self.link) as Arc<dyn Mirror>,
             self.config.disk.on_io_error,
-            notices.clone(),
+            Arc::clone(&helpers),
         ));
         let socket_path = nbd_socket_path(&self.run_dir, self.name());
         let _ = fs::remove_file(&socket_path);
@@ -258,6 +265,7 @@ impl Resource {
             listener,
             socket_path,
             link_task: None,
+            helpers,
         });
         self.connect(false, notices)
     }
@@ -290,6 +298,7 @@ impl Resource {
             volume: Arc::clone(&attached.volume),
             journal: Arc::clone(&attached.journal),
             role: Arc::clone(&attached.role),
+            helpers: Arc::clone(&attached.helpers),
             notices,
         };
         attached.link_task = Some(peer::start(context, discard_my_data));
@@ -298,13 +307,22 @@ impl Resource {
 
     /// Stops the peer link: StandAlone until `connect`.
     pub fn disconnect(&mut self) -> Result<(), Refusal> {
+        let was_connected = self.link.is_connected();
         if let Some(attached) = &mut self.attached
             && let Some(task) = attached.link_task.take()
         {
             task.abort();
             info!("{}: disconnected from the peer", self.config.name);
         }
-        peer::stopped(&self.link);
+        if let Some(attached) = &self.attached {
+            let primary = *lock(&attached.role) == Role::Primary;
+            peer::stopped(&self.link, Some((&attached.journal, primary)));
+        } else {
+            peer::stopped(&self.link, None);
+        }
+        if was_connected && let Some(attached) = &self.attached {
+            attached.helpers.call(Handler::Disconnected);
+        }
         Ok(())
     }
 
@@ -332,7 +350,8 @@ impl Resource {
         if let Some(task) = &attached.link_task {
             task.abort();
         }
-        peer::stopped(&self.link);
+        let primary = *lock(&attached.role) == Role::Primary;
+        peer::stopped(&self.link, Some((&attached.journal, primary)));
         let _ = fs::remove_file(&attached.socket_path);
         attached.volume.sync().map_err(io_failure)?;
         attached
@@ -415,6 +434,9 @@ impl Resource {
         *role = Role::Secondary;
         drop(role);
         attached.volume.sync().map_err(io_failure)?;
+        // Close the epoch: its BarrierAck empties the transfer log, so a
+        // later link loss does not take the last writes for unconfirmed.
+        drop(self.link.barrier());
         let mut metadata = attached.journal.lock();
         metadata.flush_bitmap().map_err(io_failure)?;
         metadata
@@ -423,6 +445,145 @@ impl Resource {
         drop(metadata);
         self.link.state_changed();
         info!("{name}: Secondary");
+        Ok(())
+    }
+
+    /// The peer's name and a check that the link is Connected and idle
+    /// (no resync or verify running), for verify and the invalidates.
+    fn established_peer(&self, what: &str) -> Result<String, Refusal> {
+        let name = self.name();
+        self.attached()?;
+        let (peer_name, _) = self.config.peer(&self.node).expect("checked in new");
+        if !self.link.is_established() {
+            return Err(refused(format!(
+                "{name}: cannot {what}: the link to {peer_name} is not Connected and idle                  (connect it, and wait for a running resync or verify to end)"
+            )));
+        }
+        Ok(peer_name.to_string())
+    }
+
+    /// Starts an online verify with this node as VerifyS.
+    pub fn verify(&mut self) -> Result<(), Refusal> {
+        let name = self.name().to_string();
+        if self.config.net.verify_alg.is_none() {
+            return Err((
+                Failure::Invalid,
+                format!(
+                    "{name}: cannot verify: net.verify-alg is not set; set it to crc32c,                      sha256 or blake3 in the resource's configuration on both nodes"
+                ),
+            ));
+        }
+        self.established_peer("verify")?;
+        self.link.start_verify();
+        info!("{name}: online verify requested");
+        Ok(())
+    }
+
+    /// This node's data is discarded: the whole volume becomes out of sync
+    /// and Inconsistent, and the next connect makes it SyncTarget of a
+    /// full resync.
+    pub fn invalidate(&mut self) -> Result<(), Refusal> {
+        let name = self.name().to_string();
+        self.established_peer("invalidate")?;
+        let attached = self.attached()?;
+        if *lock(&attached.role) == Role::Primary {
+            return Err(refused(format!(
+                "{name}: cannot invalidate a Primary: demote it first (haadm secondary {name})"
+            )));
+        }
+        let mut metadata = attached.journal.lock();
+        let end = metadata.usable_size();
+        metadata.mark_dirty(0..end).map_err(io_failure)?;
+        metadata.flush_bitmap().map_err(io_failure)?;
+        metadata
+            .update_superblock(|state| {
+                state.flags.remove(Flags::CONSISTENT);
+                state.flags.remove(Flags::WAS_UP_TO_DATE);
+            })
+            .map_err(io_failure)?;
+        drop(metadata);
+        self.link.renegotiate();
+        info!("{name}: invalidated: a full resync from the peer follows");
+        Ok(())
+    }
+
+    /// The peer's data is discarded: this node starts a new generation
+    /// with the whole volume out of sync, so the next connect makes the
+    /// peer SyncTarget of a full resync.
+    pub fn invalidate_remote(&mut self) -> Result<(), Refusal> {
+        let name = self.name().to_string();
+        let peer_name = self.established_peer("invalidate the peer")?;
+        if self.link.peer_is_primary() {
+            return Err(refused(format!(
+                "{name}: cannot invalidate {peer_name}: it is Primary                  (demote it first: haadm secondary {name} on {peer_name})"
+            )));
+        }
+        let attached = self.attached()?;
+        if disk_state(&attached.journal.lock()) != "UpToDate" {
+            return Err(refused(format!(
+                "{name}: cannot invalidate {peer_name}: this node is not UpToDate,                  so it has no good copy to send"
+            )));
+        }
+        let mut metadata = attached.journal.lock();
+        let end = metadata.usable_size();
+        metadata.mark_dirty(0..end).map_err(io_failure)?;
+        metadata.flush_bitmap().map_err(io_failure)?;
+        metadata
+            .update_superblock(|state| {
+                state.generations.start_new_generation(random_id(), false);
+            })
+            .map_err(io_failure)?;
+        drop(metadata);
+        self.link.renegotiate();
+        info!("{name}: {peer_name} invalidated: a full resync to it follows");
+        Ok(())
+    }
+
+    /// `new-current-uuid --clear-bitmap` on a fresh pair: this node starts
+    /// a generation with nothing out of sync and is UpToDate; the peer
+    /// adopts it from this node's State, and the initial full sync is
+    /// skipped. Only for a connected pair whose metadata was just created
+    /// on both nodes (whatever is on the disks is taken as identical).
+    pub fn new_current_uuid(&mut self, clear_bitmap: bool) -> Result<(), Refusal> {
+        let name = self.name().to_string();
+        if !clear_bitmap {
+            return Err((
+                Failure::Invalid,
+                format!(
+                    "{name}: new-current-uuid is only supported with --clear-bitmap                      (to skip the initial sync of a fresh pair)"
+                ),
+            ));
+        }
+        let peer_name = self.established_peer("skip the initial sync")?;
+        let attached = self.attached()?;
+        let fresh_here = attached
+            .journal
+            .lock()
+            .superblock()
+            .state
+            .generations
+            .is_just_created();
+        if !fresh_here || !self.link.peer_is_just_created() {
+            return Err(refused(format!(
+                "{name}: cannot skip the initial sync: the metadata of this node and of                  {peer_name} must both be just created (haadm create-md) and never synced"
+            )));
+        }
+        let mut metadata = attached.journal.lock();
+        let end = metadata.usable_size();
+        metadata.clear_dirty(0..end).map_err(io_failure)?;
+        metadata.flush_bitmap().map_err(io_failure)?;
+        metadata
+            .update_superblock(|state| {
+                let mut ids = GenerationIds::just_created();
+                ids.current = random_id();
+                state.generations = ids;
+                state.flags.insert(Flags::CONSISTENT);
+                state.flags.insert(Flags::WAS_UP_TO_DATE);
+            })
+            .map_err(io_failure)?;
+        drop(metadata);
+        self.link.state_changed();
+        info!("{name}: new current generation, bitmap cleared: the initial sync is skipped");
         Ok(())
     }
 

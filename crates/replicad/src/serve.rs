@@ -31,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::helpers::{Handler, Helpers};
 use crate::range_lock::RangeLock;
 
 /// What must happen around every change to the data, for the metadata.
@@ -84,6 +85,8 @@ pub enum Notice {
     /// The peer link's state changed (connection, peer role or disk,
     /// replication).
     LinkChanged,
+    /// A line for the events stream as it is (a handler call).
+    Event(String),
 }
 
 /// One attached volume, shared by all its connections.
@@ -96,7 +99,8 @@ pub struct Volume {
     mirror: Arc<dyn Mirror>,
     on_io_error: OnIoError,
     detached: AtomicBool,
-    notices: mpsc::UnboundedSender<Notice>,
+    /// The handlers, and the notices to the daemon.
+    helpers: Arc<Helpers>,
 }
 
 /// Read buffer per connection: a whole large request header and payload
@@ -111,7 +115,7 @@ impl Volume {
         journal: Arc<dyn Journal>,
         mirror: Arc<dyn Mirror>,
         on_io_error: OnIoError,
-        notices: mpsc::UnboundedSender<Notice>,
+        helpers: Arc<Helpers>,
     ) -> Volume {
         Volume {
             name,
@@ -122,7 +126,7 @@ impl Volume {
             mirror,
             on_io_error,
             detached: AtomicBool::new(false),
-            notices,
+            helpers,
         }
     }
 
@@ -326,8 +330,15 @@ impl Volume {
     /// Applies `on-io-error` to a failed request and says what the client gets.
     fn io_failed(&self, error: &io::Error) -> Errno {
         match self.on_io_error {
-            OnIoError::PassOn | OnIoError::CallLocalIoError => {
+            OnIoError::PassOn => {
                 warn!("{}: I/O error passed on to the client: {error}", self.name);
+            }
+            OnIoError::CallLocalIoError => {
+                warn!(
+                    "{}: I/O error passed on to the client: {error}; calling the local-io-error handler",
+                    self.name
+                );
+                self.helpers.call(Handler::LocalIoError);
             }
             OnIoError::Detach => {
                 if !self.detached.swap(true, Ordering::SeqCst) {
@@ -336,7 +347,7 @@ impl Volume {
                          the volume is Diskless and every request fails until it is brought down and up again",
                         self.name
                     );
-                    let _ = self.notices.send(Notice::Detached {
+                    let _ = self.helpers.notices().send(Notice::Detached {
                         error: error.to_string(),
                     });
                 }

@@ -1,0 +1,198 @@
+//! The resource's handlers (drbd.conf's `handlers` section), run as DRBD's
+//! kernel module calls its user-mode helpers: `split-brain`,
+//! `before-resync-target`, `fence-peer` and the others, each with DRBD's
+//! environment (`DRBD_RESOURCE`, `DRBD_PEER`, `DRBD_PEER_ADDRESS`,
+//! `DRBD_BACKING_DEV`) and the same values under `HAPAIR_*` names, plus
+//! `HAPAIR_NODE` and `HAPAIR_HANDLER`.
+//!
+//! The handlers of one resource run one at a time, in the order they were
+//! called, through `hookrun`'s queues, each with [`HANDLER_TIMEOUT`]. Every
+//! call, configured or not, is announced on the events stream as events2
+//! does (`call helper ... helper:split-brain`, then `response helper ...
+//! status:N` when a handler ran), so a split brain is visible there too.
+
+use std::fmt;
+use std::time::Duration;
+
+use hapair_config::{HookCommand, ResourceConfig};
+use hookrun::{HookRunner, Job, Outcome};
+use log::{info, warn};
+use tokio::sync::mpsc;
+
+use crate::serve::Notice;
+
+/// How long a handler may run before its process group is killed.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The handlers replicad calls, by their drbd.conf names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    InitialSplitBrain,
+    SplitBrain,
+    FencePeer,
+    LocalIoError,
+    BeforeResyncTarget,
+    AfterResyncTarget,
+    BeforeResyncSource,
+    OutOfSync,
+    Disconnected,
+}
+
+impl Handler {
+    pub fn name(self) -> &'static str {
+        match self {
+            Handler::InitialSplitBrain => "initial-split-brain",
+            Handler::SplitBrain => "split-brain",
+            Handler::FencePeer => "fence-peer",
+            Handler::LocalIoError => "local-io-error",
+            Handler::BeforeResyncTarget => "before-resync-target",
+            Handler::AfterResyncTarget => "after-resync-target",
+            Handler::BeforeResyncSource => "before-resync-source",
+            Handler::OutOfSync => "out-of-sync",
+            Handler::Disconnected => "disconnected",
+        }
+    }
+}
+
+impl fmt::Display for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs one resource's handlers; shared by the peer link and the write path.
+pub struct Helpers {
+    config: ResourceConfig,
+    node: String,
+    peer_name: String,
+    runner: HookRunner,
+    notices: mpsc::UnboundedSender<Notice>,
+}
+
+impl Helpers {
+    pub fn new(
+        config: ResourceConfig,
+        node: String,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) -> Helpers {
+        let peer_name = config
+            .peer(&node)
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_default();
+        Helpers {
+            config,
+            node,
+            peer_name,
+            runner: HookRunner::new(),
+            notices,
+        }
+    }
+
+    /// Where the resource's notices go (to the daemon's events).
+    pub fn notices(&self) -> &mpsc::UnboundedSender<Notice> {
+        &self.notices
+    }
+
+    fn command(&self, handler: Handler) -> Option<&HookCommand> {
+        let handlers = &self.config.handlers;
+        match handler {
+            Handler::InitialSplitBrain => handlers.initial_split_brain.as_ref(),
+            Handler::SplitBrain => handlers.split_brain.as_ref(),
+            Handler::FencePeer => handlers.fence_peer.as_ref(),
+            Handler::LocalIoError => handlers.local_io_error.as_ref(),
+            Handler::BeforeResyncTarget => handlers.before_resync_target.as_ref(),
+            Handler::AfterResyncTarget => handlers.after_resync_target.as_ref(),
+            Handler::BeforeResyncSource => handlers.before_resync_source.as_ref(),
+            Handler::OutOfSync => handlers.out_of_sync.as_ref(),
+            Handler::Disconnected => handlers.disconnected.as_ref(),
+        }
+    }
+
+    /// DRBD's helper environment, and the same under `HAPAIR_*` names.
+    fn environment(&self, handler: Handler) -> Vec<(String, String)> {
+        let peer_address = self
+            .config
+            .peer(&self.node)
+            .map(|(_, peer)| peer.address.ip().to_string())
+            .unwrap_or_default();
+        let backing = self
+            .config
+            .local(&self.node)
+            .map(|local| local.disk.display().to_string())
+            .unwrap_or_default();
+        let mut env = Vec::new();
+        for (key, value) in [
+            ("RESOURCE", self.config.name.clone()),
+            ("PEER", self.peer_name.clone()),
+            ("PEER_ADDRESS", peer_address),
+            ("BACKING_DEV", backing),
+        ] {
+            env.push((format!("DRBD_{key}"), value.clone()));
+            env.push((format!("HAPAIR_{key}"), value));
+        }
+        env.push(("HAPAIR_NODE".into(), self.node.clone()));
+        env.push(("HAPAIR_HANDLER".into(), handler.name().into()));
+        env
+    }
+
+    fn announce(&self, handler: Handler) {
+        let line = format!(
+            "call helper name:{} conn-name:{} volume:0 helper:{handler}",
+            self.config.name, self.peer_name
+        );
+        let _ = self.notices.send(Notice::Event(line));
+    }
+
+    /// Calls `handler` and returns at once; a configured command runs in
+    /// the background.
+    pub fn call(&self, handler: Handler) {
+        drop(self.submit(handler));
+    }
+
+    /// Calls `handler` and waits until its command (if configured) ended;
+    /// true unless it ran and failed.
+    pub async fn call_and_wait(&self, handler: Handler) -> bool {
+        match self.submit(handler) {
+            Some(succeeded) => succeeded.await.unwrap_or(false),
+            None => true,
+        }
+    }
+
+    fn submit(&self, handler: Handler) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        self.announce(handler);
+        let command = self.command(handler)?;
+        let mut job = Job::new(
+            format!("{} {handler}", self.config.name),
+            command.argv.clone(),
+            HANDLER_TIMEOUT,
+        );
+        for (key, value) in self.environment(handler) {
+            job = job.with_env(key, value);
+        }
+        info!("{}: calling the {handler} handler", self.config.name);
+        let outcome = self.runner.submit(&self.config.name, job);
+        let (done, result) = tokio::sync::oneshot::channel();
+        let (name, notices, peer_name) = (
+            self.config.name.clone(),
+            self.notices.clone(),
+            self.peer_name.clone(),
+        );
+        tokio::spawn(async move {
+            let outcome = outcome.await;
+            let code = match &outcome {
+                Ok(Outcome::Exited { code, .. }) => *code,
+                _ => -1,
+            };
+            match &outcome {
+                Ok(outcome) if outcome.success() => {}
+                Ok(outcome) => warn!("{name}: the {handler} handler {outcome}"),
+                Err(_) => warn!("{name}: the {handler} handler was lost"),
+            }
+            let _ = notices.send(Notice::Event(format!(
+                "response helper name:{name} conn-name:{peer_name} volume:0 helper:{handler} status:{code}"
+            )));
+            let _ = done.send(code == 0);
+        });
+        Some(result)
+    }
+}
