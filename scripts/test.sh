@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # iproute2: the lab's namespaces, veths and bridge; keepalived: the VRRP
 # interop peer; tshark: packet dissection; libnbd-bin (nbdinfo, nbdcopy,
 # nbdfuse), qemu-utils (qemu-io), fuse3, e2fsprogs: real NBD clients and a
-# real filesystem on replicad's volumes.
-packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs)
+# real filesystem on replicad's volumes; nbdkit: a backing disk that fails
+# on demand (its error filter).
+packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs nbdkit)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -35,8 +35,9 @@ pub use keepalived::Keepalived;
 pub use netns::{Host, Lab, existing_namespaces};
 pub use process::{Proc, process_is_alive};
 pub use replicad::{
-    Finished, FuseExport, LoopDevice, MetadataDump, Mount, NODE, RESOURCE, ReplicadNode, path_arg,
-    program, random_bytes, read_file_range, run_bounded, run_ok,
+    Finished, FuseExport, LoopDevice, MetadataDump, Mount, NODE, NbdkitDisk, RESOURCE,
+    ReplicadNode, free_loopback_port, path_arg, program, random_bytes, read_file_range,
+    run_bounded, run_ok,
 };
 pub use support::{binary, installed_program, lab_lock, require_root, wait_until};
 pub use vrrp_config::{Hooks, VrrpInstance, keepalived_config, vrrpd_config};

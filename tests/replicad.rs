@@ -6,7 +6,9 @@
 //! Also the guards for what such tests stack on the export — an
 //! `nbdfuse` mount, a loop device, a file system mount — each undone when
 //! dropped, also while a test panics. Declare them in the order they are
-//! stacked, so that they are dropped (undone) in the reverse order.
+//! stacked, so that they are dropped (undone) in the reverse order. And
+//! [`NbdkitDisk`], a backing disk served by nbdkit (whose filters can make
+//! it fail) for a node configured to use it.
 //!
 //! No network namespace is involved: the export is a Unix socket and the
 //! peer `ha2` is never started (the resource stays StandAlone).
@@ -442,17 +444,9 @@ impl ReplicadNode {
     /// output in a log file of this node; it is killed when the returned
     /// [`Proc`] or this node is dropped.
     pub fn spawn(&self, argv: &[&str], env: &[(&str, &str)]) -> Proc {
-        let program = Path::new(argv[0])
-            .file_name()
-            .map_or_else(|| argv[0].to_owned(), |name| name.to_string_lossy().into());
-        let mut spawned = command(argv);
-        spawned.envs(env.iter().copied());
-        Proc::spawn(
-            spawned,
-            format!("{} {program}", self.node),
-            self.new_path(&program, "log"),
-            Arc::clone(&self.groups),
-        )
+        spawn_logged(argv, env, &self.node, &self.groups, |program| {
+            self.new_path(program, "log")
+        })
     }
 
     /// Reads `range` of the volume through a fresh NBD connection (nbdcopy
@@ -515,6 +509,38 @@ impl Drop for ReplicadNode {
     }
 }
 
+/// Starts `argv` with `env` added in a process group of its own, labelled
+/// `owner` and the program's name, its output in the file `log_for` gives
+/// for the program's name; registered in `groups`.
+fn spawn_logged(
+    argv: &[&str],
+    env: &[(&str, &str)],
+    owner: &str,
+    groups: &Arc<ProcessGroups>,
+    log_for: impl FnOnce(&str) -> PathBuf,
+) -> Proc {
+    let program = Path::new(argv[0])
+        .file_name()
+        .map_or_else(|| argv[0].to_owned(), |name| name.to_string_lossy().into());
+    let mut spawned = command(argv);
+    spawned.envs(env.iter().copied());
+    Proc::spawn(
+        spawned,
+        format!("{owner} {program}"),
+        log_for(&program),
+        Arc::clone(groups),
+    )
+}
+
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago, for a
+/// resource's node addresses.
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|error| panic!("cannot find a free loopback port: {error}"))
+}
+
 /// `r0` with protocol C, on-io-error detach and internal metadata on
 /// `backing`, node [`NODE`] and its peer `ha2`. Their addresses are on
 /// loopback (a free port on 127.0.0.1, and on 127.0.0.2 where nothing
@@ -522,10 +548,7 @@ impl Drop for ReplicadNode {
 /// whatever it sends towards its absent peer must stay on this machine.
 fn default_resource_yaml(backing: &Path) -> String {
     let disk = path_str(backing);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or_else(|error| panic!("cannot find a free loopback port: {error}"));
+    let port = free_loopback_port();
     format!(
         "resource: {RESOURCE}\n\
          protocol: C\n\
@@ -686,20 +709,31 @@ impl FuseExport {
     /// until nbdfuse says it is ready (its pid file) and the file has the
     /// export's size.
     pub fn mount(node: &ReplicadNode) -> FuseExport {
-        let mountpoint = node.new_path("fuse", "mnt");
+        FuseExport::mount_uri(
+            &node.nbd_uri(),
+            node.new_path("fuse", "mnt"),
+            &node.new_path("nbdfuse", "pid"),
+            |argv| node.spawn(argv, &[]),
+        )
+    }
+
+    /// Mounts the export at `uri` on `mountpoint` (created here), nbdfuse
+    /// started by `spawn` and writing its pid to `pid_file` once ready.
+    fn mount_uri(
+        uri: &str,
+        mountpoint: PathBuf,
+        pid_file: &Path,
+        spawn: impl FnOnce(&[&str]) -> Proc,
+    ) -> FuseExport {
         fs::create_dir(&mountpoint)
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", mountpoint.display()));
-        let pid_file = node.new_path("nbdfuse", "pid");
-        let proc = node.spawn(
-            &[
-                path_str(&program("nbdfuse")),
-                "-P",
-                path_str(&pid_file),
-                path_str(&mountpoint),
-                &node.nbd_uri(),
-            ],
-            &[],
-        );
+        let proc = spawn(&[
+            path_str(&program("nbdfuse")),
+            "-P",
+            path_str(pid_file),
+            path_str(&mountpoint),
+            uri,
+        ]);
         let mut export = FuseExport {
             mountpoint,
             proc,
@@ -710,8 +744,7 @@ impl FuseExport {
         });
         assert!(
             ready.is_some() && export.proc.is_running(),
-            "nbdfuse did not expose {} within {FUSE_TIMEOUT:?}: {}",
-            node.nbd_uri(),
+            "nbdfuse did not expose {uri} within {FUSE_TIMEOUT:?}: {}",
             export.proc.log()
         );
         export
@@ -749,6 +782,99 @@ impl Drop for FuseExport {
                 "-z",
                 path_str(&self.mountpoint),
             ]);
+        }
+    }
+}
+
+/// A disk served by nbdkit on a Unix socket and exposed as a regular file
+/// by nbdfuse: a backing disk for a node whose behaviour nbdkit's filters
+/// control (errors, delays). Its own temporary directory holds the socket,
+/// the logs and whatever files the filters use. Dropping it unmounts the
+/// file, then kills nbdkit; a panicking test first prints both logs.
+pub struct NbdkitDisk {
+    // Fields drop in this order: the mount, the server, the directory.
+    export: FuseExport,
+    server: Proc,
+    dir: TempDir,
+}
+
+impl NbdkitDisk {
+    /// Starts `nbdkit` with the arguments `nbdkit_args` makes from the
+    /// disk's directory (filters, then the plugin and its parameters),
+    /// waits until it accepts connections, and mounts its export.
+    pub fn start(nbdkit_args: impl FnOnce(&Path) -> Vec<String>) -> NbdkitDisk {
+        let dir = tempfile::Builder::new()
+            .prefix("hapair-nbdkit-")
+            .tempdir()
+            .unwrap_or_else(|error| panic!("cannot create a temporary directory: {error}"));
+        let groups = Arc::new(ProcessGroups::default());
+        let spawn = |argv: &[&str]| {
+            spawn_logged(argv, &[], "disk", &groups, |program| {
+                dir.path().join(format!("{program}.log"))
+            })
+        };
+        let socket = dir.path().join("nbdkit.sock");
+        let pid_file = dir.path().join("nbdkit.pid");
+        let args = nbdkit_args(dir.path());
+        let nbdkit = program("nbdkit");
+        let mut argv = vec![
+            path_str(&nbdkit),
+            "--foreground",
+            "--unix",
+            path_str(&socket),
+            "--pidfile",
+            path_str(&pid_file),
+        ];
+        argv.extend(args.iter().map(String::as_str));
+        let mut server = spawn(&argv);
+        let ready = wait_until(DAEMON_TIMEOUT, POLL, || {
+            pid_file.exists() || !server.is_running()
+        });
+        assert!(
+            ready.is_some() && server.is_running(),
+            "nbdkit did not serve {} within {DAEMON_TIMEOUT:?}:\n{}",
+            socket.display(),
+            server.log()
+        );
+        let uri = format!("nbd+unix:///?socket={}", path_str(&socket));
+        let export = FuseExport::mount_uri(
+            &uri,
+            dir.path().join("fuse"),
+            &dir.path().join("nbdfuse.pid"),
+            spawn,
+        );
+        NbdkitDisk {
+            export,
+            server,
+            dir,
+        }
+    }
+
+    /// The directory holding the disk's socket, logs and filter files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The regular file that is the disk.
+    pub fn file(&self) -> PathBuf {
+        self.export.file()
+    }
+
+    /// What nbdkit has logged so far.
+    pub fn server_log(&self) -> String {
+        self.server.log()
+    }
+}
+
+impl Drop for NbdkitDisk {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "===== nbdkit disk in {} =====\n{}\n{}",
+                self.dir().display(),
+                self.server.log(),
+                self.export.proc.log()
+            );
         }
     }
 }

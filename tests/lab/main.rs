@@ -7,6 +7,7 @@ mod harness;
 mod replicad_admin;
 mod replicad_clients;
 mod replicad_crash;
+mod replicad_disk_errors;
 mod replicad_filesystem;
 mod replicad_hostile;
 mod replicad_pair;
