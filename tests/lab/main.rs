@@ -13,6 +13,7 @@ mod replicad_hostile;
 mod replicad_pair;
 mod replicad_pair_handlers;
 mod replicad_pair_kit;
+mod replicad_pair_proofs;
 mod replicad_pair_rate;
 mod replicad_pair_skip_sync;
 mod replicad_pair_transfer_log;

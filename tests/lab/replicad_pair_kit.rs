@@ -39,6 +39,8 @@ pub struct Extras {
     pub recorded_handlers: Vec<&'static str>,
     /// Handlers written out as YAML lines under `handlers:`.
     pub handlers_yaml: String,
+    /// The size of each node's backing file; `None`: [`BACKING_SIZE`].
+    pub backing_size: Option<u64>,
 }
 
 /// The pair. Fields drop in order: the daemons die before the lab goes.
@@ -119,7 +121,7 @@ pub fn fresh_pair(extras: &Extras) -> Pair {
         let mut node = ReplicadNode::with_config(
             name,
             Some(lab.host(host).namespace()),
-            BACKING_SIZE,
+            extras.backing_size.unwrap_or(BACKING_SIZE),
             |backing| resource_yaml(extras, backing),
         );
         node.start();
