@@ -141,11 +141,12 @@ fn hanging_notify_master_is_killed_while_adverts_go_on() {
         ),
     );
     let notify_timeout = Duration::from_secs(1);
-    // 0.1 s adverts: a daemon stuck for the hook's second would let h2's
-    // 0.36 s master-down interval run out several times over.
+    // 0.2 s adverts: a daemon stuck for the hook's second would let h2's
+    // 0.72 s master-down interval run out, yet a loaded machine's scheduling
+    // hiccups stay well inside it.
     let fast = |priority| VrrpInstance {
         version: 3,
-        advert_int: Duration::from_millis(100),
+        advert_int: Duration::from_millis(200),
         ..VrrpInstance::new(52, priority, VIP)
     };
     let hanging = VrrpInstance {
