@@ -1,45 +1,67 @@
 #!/usr/bin/env bash
-# nbd.sh: compares replicad's NBD export (one node, StandAlone, protocol C,
-# internal metadata) with the unreplicated baseline `nbdkit file`, in the
-# same run, on backing files of the same size, on tmpfs and on disk (a
-# directory under /var/tmp). Run as root on Debian or Ubuntu:
+# nbd.sh: compares three NBD servers in the same run, on backing files of
+# the same size, on tmpfs and on disk (a directory under /var/tmp):
+#   replicated  a replicad pair, protocol C: ha1 (Primary, serving the
+#               export) and ha2 each in a network namespace of their own
+#               (scripts/lib/lab.sh), each with its own backing file;
+#   replicad    one replicad node alone (StandAlone, protocol C, internal
+#               metadata): the same code without a peer;
+#   nbdkit      the unreplicated baseline `nbdkit file`.
+# Run as root on Debian or Ubuntu:
 #
-#     sudo scripts/bench/nbd.sh [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-e nbd|libaio]
+#     sudo scripts/bench/nbd.sh [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]
 #
 # Jobs, each time-based, in this order on one fresh server and backing file
 # per storage (page cache dropped before each job): sequential 1 MiB writes then reads at iodepth 4, and 4 KiB
 # random writes at iodepth 1 and 32, all over the same region. fio drives
 # the export with its nbd ioengine (libnbd, over the Unix socket); if this
 # fio lacks it, fio uses libaio with O_DIRECT on a loop device over nbdfuse
-# for both servers instead (-e libaio forces that), and the output says
-# so. It ends with a Markdown
-# table (MiB/s, IOPS, p99 completion latency, replicad/nbdkit ratio);
-# docs/BENCHMARKS.md explains the method and keeps results.
+# for all servers instead (-e libaio forces that), and the output says
+# so.
+#
+# Then, still on the replicated pair, the resync benchmark: ha2
+# disconnects, fio writes RESYNC_MIB MiB on ha1, ha2 connects again, and
+# the time from `haadm connect` until both nodes are UpToDate gives the
+# resync rate; it is set against a plain copy (dd, fsync at the end) of a
+# file of the same size on the same filesystem. The pair's configuration
+# sets `c-max-rate: 0` (no ceiling on the resync rate; the default caps it
+# at 100 MiB/s) and `connect-int: 2` (ha1 retries the connection every
+# 2 s instead of every 10 s; `timeout: 15`, 1.5 s, must be shorter).
+#
+# It ends with Markdown tables (MiB/s, IOPS, mean and p99 completion
+# latency, ratios replicated/replicad and replicad/nbdkit; resync against
+# the copy); docs/BENCHMARKS.md explains the method and keeps results.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/lab.sh disable=SC1091
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/lab.sh"
 
-SERVERS=(replicad nbdkit)
+SERVERS=(replicated replicad nbdkit)
 STORAGES=(tmpfs disk)
 # "name rw block-size iodepth" per job, in the order they run.
 JOBS=("seq-write-1M write 1M 4" "seq-read-1M read 1M 4" "rand-write-4K-qd1 randwrite 4k 1" "rand-write-4K-qd32 randwrite 4k 32")
 SOCKET_TIMEOUT_MS=15000
-# The replication port in replicad's configuration; both nodes are on
-# loopback and the peer (127.0.0.2) never runs, so nothing leaves the host.
+# How long the pair may take to connect, or to resync after a reconnect.
+SYNC_TIMEOUT_MS=120000
+# The replication port in replicad's configuration. The lone node listens
+# on loopback and its peer (127.0.0.2) never runs; the pair talks over the
+# lab's bridge (10.99.0.1 and .2). Nothing leaves the host.
 PEER_PORT=7789
+RESOURCE=r0
 
 usage() {
-    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-e nbd|libaio]"
-    echo "  defaults: 10 s, 1024 MiB, fio's nbd engine when it has one; needs root"
+    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]"
+    echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one; needs root"
 }
 
 runtime=10
 backing_mib=1024
+resync_mib=256
 ENGINE=""
-while getopts "t:s:e:h" option; do
+while getopts "t:s:r:e:h" option; do
     case $option in
         t) runtime=$OPTARG ;;
         s) backing_mib=$OPTARG ;;
+        r) resync_mib=$OPTARG ;;
         e) ENGINE=$OPTARG ;;
         h)
             usage
@@ -51,8 +73,9 @@ while getopts "t:s:e:h" option; do
             ;;
     esac
 done
-if ! [[ $runtime =~ ^[1-9][0-9]*$ && $backing_mib =~ ^[1-9][0-9]*$ ]] || ((backing_mib < 128)); then
-    echo "nbd.sh: -t takes whole seconds (at least 1) and -s whole MiB (at least 128)" >&2
+if ! [[ $runtime =~ ^[1-9][0-9]*$ && $backing_mib =~ ^[1-9][0-9]*$ && $resync_mib =~ ^[1-9][0-9]*$ ]] ||
+    ((backing_mib < 128 || resync_mib > backing_mib - 64)); then
+    echo "nbd.sh: -t takes whole seconds (at least 1), -s whole MiB (at least 128) and -r whole MiB (at least 1, at most BACKING_MIB - 64)" >&2
     exit 2
 fi
 if [[ -n $ENGINE && $ENGINE != nbd && $ENGINE != libaio ]]; then
@@ -64,10 +87,11 @@ fi
 job_mib=$((backing_mib - 64))
 
 lab_init nbd
-[[ $(id -u) -eq 0 ]] || lab_fail "run me as root: tmpfs mounts (and loop devices, without fio's nbd engine) need it"
-lab_install_packages fio nbdkit libnbd-bin jq util-linux
+[[ $(id -u) -eq 0 ]] || lab_fail "run me as root: network namespaces, tmpfs mounts (and loop devices, without fio's nbd engine) need it"
+lab_install_packages fio nbdkit libnbd-bin jq util-linux iproute2
 
-SERVER_PID=""
+# The replicad processes or the nbdkit process of the server under test.
+SERVER_PIDS=()
 TMPFS_DIR="$LAB_DIR/tmpfs"
 DISK_DIR=""
 LOOP_DEVICE=""
@@ -109,42 +133,121 @@ replicad_ready() {
     "$@" status >/dev/null 2>&1
 }
 
-# Starts SERVER on a new backing file of $backing_mib MiB in DIR; sets
-# SERVER_PID and URI.
+# Writes DIR/r0.yaml: resource r0, protocol C, the YAML lines EXTRA, ha1 at
+# ADDRESS1 on DISK1, ha2 at ADDRESS2 on DISK2.
+write_replicad_config() {
+    local dir=$1 address1=$2 disk1=$3 address2=$4 disk2=$5 extra=$6
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat >"$dir/$RESOURCE.yaml" <<EOF
+resource: $RESOURCE
+protocol: C
+$extra
+nodes:
+  ha1: {address: "$address1:$PEER_PORT", disk: $disk1, meta-disk: internal}
+  ha2: {address: "$address2:$PEER_PORT", disk: $disk2, meta-disk: internal}
+EOF
+}
+
+# haadm ARGS... for NODE (ha1 or ha2) of the replicated pair.
+pair_haadm() {
+    local node=$1
+    shift
+    "$HAADM" -c "$PAIR_DIR/pair-config" --node "$node" --run-dir "$PAIR_DIR/$node-run" "$@"
+}
+
+# Succeeds if `jq -e FILTER` holds for the status of r0 on NODE.
+pair_status_is() {
+    pair_haadm "$1" status "$RESOURCE" --json 2>/dev/null | jq -e ".[0] | $2" >/dev/null 2>&1
+}
+
+# Prints peer.resynced_bytes of NODE: what it sent or received as resync
+# since it started.
+pair_resynced_bytes() {
+    pair_haadm "$1" status "$RESOURCE" --json | jq '.[0].peer.resynced_bytes'
+}
+
+IN_SYNC='.disk == "UpToDate" and .peer.connection == "Connected" and .peer.disk == "UpToDate" and .peer.replication == "Established"'
+CONNECTED='.peer.connection == "Connected" and .peer.replication == "Established"'
+
+# Succeeds if both nodes are UpToDate, connected, with nothing to resync.
+pair_in_sync() {
+    pair_status_is ha1 "$IN_SYNC" && pair_status_is ha2 "$IN_SYNC"
+}
+
+# Succeeds if both nodes see the connection established (not resyncing).
+pair_connected() {
+    pair_status_is ha1 "$CONNECTED" && pair_status_is ha2 "$CONNECTED"
+}
+
+# Starts the replicated pair in DIR: ha1 in the lab's namespace ha1, ha2 in
+# ha2, each on a new backing file; skips the initial sync (blank disks) and
+# promotes ha1; sets PAIR_DIR and SERVER_PIDS.
+start_pair() {
+    local dir=$1 node
+    PAIR_DIR=$dir
+    write_replicad_config "$dir/pair-config" \
+        "${LAB_ADDRESS[ha1]}" "$dir/ha1.img" "${LAB_ADDRESS[ha2]}" "$dir/ha2.img" \
+        "net: {connect-int: 2, timeout: 15}
+disk: {on-io-error: detach, c-max-rate: 0}"
+    for node in ha1 ha2; do
+        rm -rf "$dir/$node.img" "$dir/$node-run"
+        mkdir -p "$dir/$node-run"
+        fallocate -l "${backing_mib}MiB" "$dir/$node.img"
+        pair_haadm "$node" create-md "$RESOURCE" >/dev/null
+        lab_spawn "$node" "$LAB_DIR/$node-replicad.log" env RUST_LOG=warn "$REPLICAD" \
+            -c "$dir/pair-config" --node "$node" --run-dir "$dir/$node-run"
+        SERVER_PIDS+=("$LAB_PID")
+        lab_poll "$SOCKET_TIMEOUT_MS" replicad_ready pair_haadm "$node" ||
+            lab_fail "replicad $node did not start (see $LAB_DIR/$node-replicad.log)"
+    done
+    for node in ha1 ha2; do
+        pair_haadm "$node" up "$RESOURCE"
+    done
+    lab_poll "$SYNC_TIMEOUT_MS" pair_connected ||
+        lab_fail "the pair did not connect within $((SYNC_TIMEOUT_MS / 1000)) s (see the logs in $LAB_DIR)"
+    pair_haadm ha1 new-current-uuid --clear-bitmap "$RESOURCE" >/dev/null
+    lab_poll "$SYNC_TIMEOUT_MS" pair_in_sync ||
+        lab_fail "new-current-uuid --clear-bitmap did not leave both nodes UpToDate"
+    pair_haadm ha1 primary "$RESOURCE"
+}
+
+# Starts SERVER with new backing files of $backing_mib MiB in DIR; sets
+# SERVER_PIDS and URI.
 start_server() {
-    local server=$1 dir=$2 backing socket
-    backing=$dir/$server.img
-    rm -f "$backing"
-    fallocate -l "${backing_mib}MiB" "$backing"
+    local server=$1 dir=$2 socket backing
     case $server in
+        replicated)
+            start_pair "$dir"
+            socket=$dir/ha1-run/$RESOURCE.nbd
+            ;;
         replicad)
             local config=$dir/replicad-config run=$dir/replicad-run
-            rm -rf "$config" "$run"
-            mkdir -p "$config" "$run"
-            cat >"$config/r0.yaml" <<EOF
-resource: r0
-protocol: C
-disk: {on-io-error: detach}
-nodes:
-  ha1: {address: "127.0.0.1:$PEER_PORT", disk: $backing, meta-disk: internal}
-  ha2: {address: "127.0.0.2:$PEER_PORT", disk: $backing, meta-disk: internal}
-EOF
+            backing=$dir/replicad.img
+            rm -rf "$backing" "$run"
+            mkdir -p "$run"
+            fallocate -l "${backing_mib}MiB" "$backing"
+            write_replicad_config "$config" 127.0.0.1 "$backing" 127.0.0.2 "$backing" \
+                "disk: {on-io-error: detach}"
             local haadm=("$HAADM" -c "$config" --node ha1 --run-dir "$run")
-            "${haadm[@]}" create-md r0 >/dev/null
+            "${haadm[@]}" create-md "$RESOURCE" >/dev/null
             RUST_LOG=warn "$REPLICAD" -c "$config" --node ha1 --run-dir "$run" \
                 </dev/null >>"$LAB_DIR/replicad.log" 2>&1 &
-            SERVER_PID=$!
+            SERVER_PIDS+=("$!")
             lab_poll "$SOCKET_TIMEOUT_MS" replicad_ready "${haadm[@]}" ||
                 lab_fail "replicad did not start (see $LAB_DIR/replicad.log)"
-            "${haadm[@]}" up r0
-            "${haadm[@]}" primary r0 --force
-            socket=$run/r0.nbd
+            "${haadm[@]}" up "$RESOURCE"
+            "${haadm[@]}" primary "$RESOURCE" --force
+            socket=$run/$RESOURCE.nbd
             ;;
         nbdkit)
+            backing=$dir/nbdkit.img
+            rm -f "$backing"
+            fallocate -l "${backing_mib}MiB" "$backing"
             socket=$dir/nbdkit.sock
             rm -f "$socket"
             nbdkit --foreground -U "$socket" file "$backing" </dev/null >>"$LAB_DIR/nbdkit.log" 2>&1 &
-            SERVER_PID=$!
+            SERVER_PIDS+=("$!")
             ;;
     esac
     URI="nbd+unix:///?socket=$socket"
@@ -152,11 +255,14 @@ EOF
         lab_fail "$server serves no NBD export on $socket within ${SOCKET_TIMEOUT_MS} ms (see the logs in $LAB_DIR)"
 }
 
+# Stops the server under test (SIGTERM, then waits for it).
 stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
 }
 
 # Without fio's nbd engine: the export as a block device (nbdfuse, then a
@@ -179,22 +285,72 @@ detach_block_device() {
     FUSE_DIR=""
 }
 
-# Runs one fio job against the started server; prints "MiB/s IOPS p99_us".
-run_job() {
-    local rw=$2 block_size=$3 iodepth=$4 output=$LAB_DIR/fio.json target
+# Sets FIO_TARGET to fio's options reaching the started server's export.
+set_fio_target() {
     if [[ $ENGINE == nbd ]]; then
-        target=(--ioengine=nbd "--uri=$URI")
+        FIO_TARGET=(--ioengine=nbd "--uri=$URI")
     else
-        target=(--ioengine=libaio --direct=1 "--filename=$LOOP_DEVICE")
+        FIO_TARGET=(--ioengine=libaio --direct=1 "--filename=$LOOP_DEVICE")
     fi
-    fio --name="$1" "${target[@]}" --rw="$rw" --bs="$block_size" --iodepth="$iodepth" \
+}
+
+# Runs one fio job against the started server; prints
+# "MiB/s IOPS mean_us p99_us" (completion latency).
+run_job() {
+    local rw=$2 block_size=$3 iodepth=$4 output=$LAB_DIR/fio.json
+    set_fio_target
+    fio --name="$1" "${FIO_TARGET[@]}" --rw="$rw" --bs="$block_size" --iodepth="$iodepth" \
         --size="${job_mib}M" --runtime="$runtime" --time_based --randrepeat=0 \
         --output-format=json --output="$output" >/dev/null ||
         lab_fail "fio job $1 failed against $URI (see $output)"
     local direction=write
     [[ $rw == read ]] && direction="read"
     jq -r --arg d "$direction" '.jobs[0][$d] |
-        "\(.bw_bytes / 1048576) \(.iops) \(.clat_ns.percentile["99.000000"] / 1000)"' "$output"
+        "\(.bw_bytes / 1048576) \(.iops) \(.clat_ns.mean / 1000) \(.clat_ns.percentile["99.000000"] / 1000)"' "$output"
+}
+
+# Succeeds if ha1 no longer sees ha2 connected.
+ha1_alone() {
+    ! pair_status_is ha1 '.peer.connection == "Connected"'
+}
+
+# The resync benchmark on the started, synced pair in DIR; prints
+# "connect_ms resync_ms crossed_bytes copy_ms": the time from `haadm
+# connect` until both nodes are connected (handshake done), and until both
+# are UpToDate; the bytes ha1 sent as resync; the time of a plain copy of
+# the same amount.
+run_resync() {
+    local dir=$1 before after started connected
+    lab_poll "$SYNC_TIMEOUT_MS" pair_in_sync || lab_fail "the pair is not in sync before the resync benchmark"
+    before=$(pair_resynced_bytes ha1)
+    pair_haadm ha2 disconnect "$RESOURCE"
+    lab_poll "$SOCKET_TIMEOUT_MS" ha1_alone || lab_fail "ha1 still sees ha2 connected after haadm disconnect on ha2"
+    set_fio_target
+    fio --name=dirty "${FIO_TARGET[@]}" --rw=write --bs=1M --iodepth=4 --size="${resync_mib}M" \
+        --output-format=json --output="$LAB_DIR/dirty.json" >/dev/null ||
+        lab_fail "fio could not write ${resync_mib} MiB on the disconnected ha1 (see $LAB_DIR/dirty.json)"
+    sync
+    echo 1 >/proc/sys/vm/drop_caches
+    started=${EPOCHREALTIME/[.,]/}
+    pair_haadm ha2 connect "$RESOURCE"
+    lab_poll "$SYNC_TIMEOUT_MS" pair_status_is ha2 '.peer.connection == "Connected"' ||
+        lab_fail "ha2 did not connect again within $((SYNC_TIMEOUT_MS / 1000)) s"
+    connected=$LAB_SEEN_US
+    lab_poll "$SYNC_TIMEOUT_MS" pair_in_sync ||
+        lab_fail "the resync of ${resync_mib} MiB did not end within $((SYNC_TIMEOUT_MS / 1000)) s"
+    after=$(pair_resynced_bytes ha1)
+    local resynced_us=$LAB_SEEN_US
+    # The plain copy: a file of the same size on the same filesystem, read
+    # from disk (caches dropped) and written out with an fsync at the end.
+    dd if=/dev/urandom of="$dir/copy-source" bs=1M count="$resync_mib" status=none
+    sync
+    echo 1 >/proc/sys/vm/drop_caches
+    local copy_started=${EPOCHREALTIME/[.,]/}
+    dd if="$dir/copy-source" of="$dir/copy-target" bs=1M conv=fsync status=none
+    local copied=${EPOCHREALTIME/[.,]/}
+    rm -f "$dir/copy-source" "$dir/copy-target"
+    echo "$(lab_ms_between "$started" "$connected") $(lab_ms_between "$started" "$resynced_us")" \
+        "$((after - before)) $(lab_ms_between "$copy_started" "$copied")"
 }
 
 build_release
@@ -208,13 +364,15 @@ else
     lab_install_packages fuse3
     echo "nbd.sh: $(fio --version) drives the exports with libaio, O_DIRECT, on a loop device over nbdfuse"
 fi
-echo "nbd.sh: ${runtime} s per job, ${backing_mib} MiB backing files, jobs over ${job_mib} MiB"
+echo "nbd.sh: ${runtime} s per job, ${backing_mib} MiB backing files, jobs over ${job_mib} MiB, resync of ${resync_mib} MiB"
 
+lab_up ha1 ha2
 mkdir -p "$TMPFS_DIR"
-mount -t tmpfs -o "size=$((backing_mib + 64))M" hapair-bench "$TMPFS_DIR"
+# Room for the pair's two backing files and the copy's two files.
+mount -t tmpfs -o "size=$((2 * backing_mib + 2 * resync_mib + 64))M" hapair-bench "$TMPFS_DIR"
 DISK_DIR=$(mktemp -d /var/tmp/hapair-bench-nbd.XXXXXX)
 
-declare -A RESULT=()
+declare -A RESULT=() RESYNC=()
 for storage in "${STORAGES[@]}"; do
     dir=$TMPFS_DIR
     [[ $storage == disk ]] && dir=$DISK_DIR
@@ -227,13 +385,19 @@ for storage in "${STORAGES[@]}"; do
             sync
             echo 1 >/proc/sys/vm/drop_caches
             RESULT[$storage,$server,$name]=$(run_job "$name" "$rw" "$block_size" "$iodepth")
-            read -r mib iops p99 <<<"${RESULT[$storage,$server,$name]}"
-            printf "nbd.sh: %-5s %-8s %-18s %8.1f MiB/s %8.0f IOPS  p99 %6.0f µs\n" \
-                "$storage" "$server" "$name" "$mib" "$iops" "$p99"
+            read -r mib iops mean p99 <<<"${RESULT[$storage,$server,$name]}"
+            printf "nbd.sh: %-5s %-10s %-18s %8.1f MiB/s %8.0f IOPS  mean %6.0f µs  p99 %6.0f µs\n" \
+                "$storage" "$server" "$name" "$mib" "$iops" "$mean" "$p99"
         done
+        if [[ $server == replicated ]]; then
+            RESYNC[$storage]=$(run_resync "$dir")
+            read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]}"
+            echo "nbd.sh: $storage resync of ${resync_mib} MiB: connected after $connect_ms ms," \
+                "both UpToDate after $resync_ms ms, $crossed bytes resynced; plain copy $copy_ms ms"
+        fi
         detach_block_device
         stop_server
-        rm -f "$dir/$server.img"
+        rm -f "$dir"/{ha1,ha2,replicad,nbdkit}.img
     done
 done
 
@@ -242,18 +406,56 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
 }
 
+# mib_per_s MIB MS: MIB MiB in MS milliseconds, as MiB/s with one decimal.
+mib_per_s() {
+    awk -v m="$1" -v t="$2" 'BEGIN { if (t == 0) print "-"; else printf "%.1f", m * 1000 / t }'
+}
+
 echo
-echo "fio engine: $ENGINE; ${runtime} s per job; ${backing_mib} MiB backing files; p99 = 99th percentile completion latency"
+echo "fio engine: $ENGINE; ${runtime} s per job; ${backing_mib} MiB backing files;" \
+    "latency = completion latency (mean, 99th percentile);" \
+    "repl = replicated pair (protocol C, two namespaces), alone = replicad without peer"
 echo
-echo "| storage | job | replicad MiB/s | nbdkit MiB/s | replicad IOPS | nbdkit IOPS | replicad p99 µs | nbdkit p99 µs | replicad/nbdkit |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| storage | job | repl MiB/s | alone MiB/s | nbdkit MiB/s | repl IOPS | alone IOPS | nbdkit IOPS | repl/alone | alone/nbdkit |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for storage in "${STORAGES[@]}"; do
     for job in "${JOBS[@]}"; do
         read -r name _ <<<"$job"
-        read -r r_mib r_iops r_p99 <<<"${RESULT[$storage,replicad,$name]}"
-        read -r k_mib k_iops k_p99 <<<"${RESULT[$storage,nbdkit,$name]}"
-        printf "| %s | %s | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %s |\n" \
-            "$storage" "$name" "$r_mib" "$k_mib" "$r_iops" "$k_iops" "$r_p99" "$k_p99" \
-            "$(ratio "$r_mib" "$k_mib")"
+        read -r p_mib p_iops _ <<<"${RESULT[$storage,replicated,$name]}"
+        read -r r_mib r_iops _ <<<"${RESULT[$storage,replicad,$name]}"
+        read -r k_mib k_iops _ <<<"${RESULT[$storage,nbdkit,$name]}"
+        printf "| %s | %s | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f | %s | %s |\n" \
+            "$storage" "$name" "$p_mib" "$r_mib" "$k_mib" "$p_iops" "$r_iops" "$k_iops" \
+            "$(ratio "$p_mib" "$r_mib")" "$(ratio "$r_mib" "$k_mib")"
     done
+done
+echo
+echo "| storage | job | repl mean µs | alone mean µs | nbdkit mean µs | repl p99 µs | alone p99 µs | nbdkit p99 µs | repl/alone mean | repl/alone p99 |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for storage in "${STORAGES[@]}"; do
+    for job in "${JOBS[@]}"; do
+        read -r name rw _ <<<"$job"
+        [[ $rw == randwrite ]] || continue
+        read -r _ _ p_mean p_p99 <<<"${RESULT[$storage,replicated,$name]}"
+        read -r _ _ r_mean r_p99 <<<"${RESULT[$storage,replicad,$name]}"
+        read -r _ _ k_mean k_p99 <<<"${RESULT[$storage,nbdkit,$name]}"
+        printf "| %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s |\n" \
+            "$storage" "$name" "$p_mean" "$r_mean" "$k_mean" "$p_p99" "$r_p99" "$k_p99" \
+            "$(ratio "$p_mean" "$r_mean")" "$(ratio "$p_p99" "$r_p99")"
+    done
+done
+echo
+echo "Resync of ${resync_mib} MiB written on ha1 while ha2 was disconnected (c-max-rate: 0, connect-int: 2);" \
+    "time from \`haadm connect\` on ha2 until both UpToDate; copy = dd of a ${resync_mib} MiB file, fsync at the end"
+echo
+echo "(resync MiB/s counts from \`haadm connect\`, handshake included; \"after connect\" from the moment both are connected)"
+echo
+echo "| storage | connected ms | UpToDate ms | resync MiB/s | after connect MiB/s | bytes resynced / dirtied | copy ms | copy MiB/s | resync/copy | after connect/copy |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for storage in "${STORAGES[@]}"; do
+    read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]}"
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$storage" "$connect_ms" "$resync_ms" \
+        "$(mib_per_s "$resync_mib" "$resync_ms")" "$(mib_per_s "$resync_mib" $((resync_ms - connect_ms)))" \
+        "$(ratio "$crossed" $((resync_mib << 20)))" "$copy_ms" "$(mib_per_s "$resync_mib" "$copy_ms")" \
+        "$(ratio "$copy_ms" "$resync_ms")" "$(ratio "$copy_ms" $((resync_ms - connect_ms)))"
 done
