@@ -491,17 +491,10 @@ impl Resource {
                 "{name}: cannot invalidate a Primary: demote it first (haadm secondary {name})"
             )));
         }
-        let mut metadata = attached.journal.lock();
-        let end = metadata.usable_size();
-        metadata.mark_dirty(0..end).map_err(io_failure)?;
-        metadata.flush_bitmap().map_err(io_failure)?;
-        metadata
-            .update_superblock(|state| {
-                state.flags.remove(Flags::CONSISTENT);
-                state.flags.remove(Flags::WAS_UP_TO_DATE);
-            })
-            .map_err(io_failure)?;
-        drop(metadata);
+        whole_volume_out_of_sync(&attached.journal, |state| {
+            state.flags.remove(Flags::CONSISTENT);
+            state.flags.remove(Flags::WAS_UP_TO_DATE);
+        })?;
         self.link.renegotiate();
         info!("{name}: invalidated: a full resync from the peer follows");
         Ok(())
@@ -515,25 +508,18 @@ impl Resource {
         let peer_name = self.established_peer("invalidate the peer")?;
         if self.link.peer_is_primary() {
             return Err(refused(format!(
-                "{name}: cannot invalidate {peer_name}: it is Primary                  (demote it first: haadm secondary {name} on {peer_name})"
+                "{name}: cannot invalidate {peer_name}: it is Primary (demote it first: haadm secondary {name} on {peer_name})"
             )));
         }
         let attached = self.attached()?;
         if disk_state(&attached.journal.lock()) != "UpToDate" {
             return Err(refused(format!(
-                "{name}: cannot invalidate {peer_name}: this node is not UpToDate,                  so it has no good copy to send"
+                "{name}: cannot invalidate {peer_name}: this node is not UpToDate, so it has no good copy to send"
             )));
         }
-        let mut metadata = attached.journal.lock();
-        let end = metadata.usable_size();
-        metadata.mark_dirty(0..end).map_err(io_failure)?;
-        metadata.flush_bitmap().map_err(io_failure)?;
-        metadata
-            .update_superblock(|state| {
-                state.generations.start_new_generation(random_id(), false);
-            })
-            .map_err(io_failure)?;
-        drop(metadata);
+        whole_volume_out_of_sync(&attached.journal, |state| {
+            state.generations.start_new_generation(random_id(), false);
+        })?;
         self.link.renegotiate();
         info!("{name}: {peer_name} invalidated: a full resync to it follows");
         Ok(())
@@ -626,6 +612,19 @@ impl Resource {
             peer: self.link.status(),
         }
     }
+}
+
+/// Marks every block out of sync, durably, then changes the superblock:
+/// the first step of `invalidate` and `invalidate-remote`.
+fn whole_volume_out_of_sync(
+    journal: &MetadataJournal,
+    change: impl FnOnce(&mut replica::superblock::VolumeState),
+) -> Result<(), Refusal> {
+    let mut metadata = journal.lock();
+    let end = metadata.usable_size();
+    metadata.mark_dirty(0..end).map_err(io_failure)?;
+    metadata.flush_bitmap().map_err(io_failure)?;
+    metadata.update_superblock(change).map_err(io_failure)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
