@@ -7,10 +7,10 @@ use std::ops::Range;
 use std::time::Duration;
 
 use hapair_lab::{
-    Finished, Lab, RESOURCE, ReplicadNode, lab_lock, path_arg, program, read_file_range,
-    require_root, run_bounded, wait_until,
+    Lab, RESOURCE, ReplicadNode, lab_lock, path_arg, read_file_range, require_root, wait_until,
 };
-use serde_json::Value;
+
+use crate::replicad_pair_kit::{in_sync, qemu_io, resynced_bytes, wait_for_status, write_pattern};
 
 const BACKING_SIZE: u64 = 64 << 20;
 /// How long a connect plus a full sync of the volume may take.
@@ -56,35 +56,6 @@ fn pair_with_secrets(secret1: &str, secret2: &str) -> Pair {
     Pair { ha1, ha2, lab }
 }
 
-/// Waits until `check` holds for the node's status, or panics showing it.
-fn wait_for_status(node: &ReplicadNode, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let found = wait_until(SYNC_TIMEOUT, POLL, || {
-        last = node.status();
-        check(&last)
-    });
-    found.map(|_| last.clone()).unwrap_or_else(|| {
-        panic!(
-            "{}: {what} did not happen within {SYNC_TIMEOUT:?}; last status: {last}\n{}",
-            node.name(),
-            node.daemon().log()
-        )
-    })
-}
-
-fn in_sync(status: &Value) -> bool {
-    status["disk"] == "UpToDate"
-        && status["peer"]["connection"] == "Connected"
-        && status["peer"]["disk"] == "UpToDate"
-        && status["peer"]["replication"] == "Established"
-}
-
-fn resynced_bytes(node: &ReplicadNode) -> u64 {
-    node.status()["peer"]["resynced_bytes"]
-        .as_u64()
-        .expect("status has peer.resynced_bytes")
-}
-
 /// A fresh pair after `primary --force` on ha1 and the full sync to ha2.
 fn synced_pair() -> Pair {
     let pair = pair_with_secrets("pair-secret", "pair-secret");
@@ -94,35 +65,6 @@ fn synced_pair() -> Pair {
     wait_for_status(&pair.ha1, "the full sync", in_sync);
     wait_for_status(&pair.ha2, "the full sync", in_sync);
     pair
-}
-
-fn qemu_io(node: &ReplicadNode, commands: &[String]) -> Finished {
-    let mut command = std::process::Command::new(program("qemu-io"));
-    command.args(["-f", "raw", &node.nbd_uri()]);
-    for each in commands {
-        command.args(["-c", each]);
-    }
-    let finished = run_bounded(command, Duration::from_secs(60));
-    let output = finished.all_output();
-    assert!(
-        finished.code() == Some(0) && !output.contains("failed") && !output.contains("error"),
-        "qemu-io on {} failed ({}):\n{output}",
-        node.name(),
-        finished.status
-    );
-    finished
-}
-
-/// Writes `pattern` over `range` of the node's export.
-fn write_pattern(node: &ReplicadNode, range: &Range<u64>, pattern: u8) {
-    qemu_io(
-        node,
-        &[format!(
-            "write -P {pattern} {} {}",
-            range.start,
-            range.end - range.start
-        )],
-    );
 }
 
 /// Checks through the node's export that `range` holds `pattern`.
