@@ -6,11 +6,13 @@
 
 mod error;
 mod hook;
+mod node;
 pub mod resource;
 pub mod vrrp;
 mod yaml;
 
 pub use error::ConfigError;
 pub use hook::{HookCommand, SHELL};
+pub use node::this_node;
 pub use resource::{MetaDisk, NodeConfig, ResourceConfig, load_resource, load_resources};
 pub use vrrp::{VirtualAddress, VrrpConfig, VrrpInstance};

@@ -161,14 +161,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn this_node(args: &Args) -> String {
-    args.node.clone().unwrap_or_else(|| {
-        nix::unistd::gethostname()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    })
-}
-
 /// The resources the command names: `all` or one by name.
 fn select(args: &Args, name: Option<&str>) -> Result<Vec<ResourceConfig>, Failure> {
     let all = load_resources(&args.config)?;
@@ -185,7 +177,7 @@ fn select(args: &Args, name: Option<&str>) -> Result<Vec<ResourceConfig>, Failur
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let node = this_node(&args);
+    let node = hapair_config::this_node(args.node.clone());
     match &args.command {
         Command::CreateMd { resource, force } => {
             for resource in select(&args, Some(resource))? {

@@ -30,11 +30,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();
-    let node = args.node.clone().unwrap_or_else(|| {
-        nix::unistd::gethostname()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
+    let node = hapair_config::this_node(args.node.clone());
     let resources = match hapair_config::load_resources(&args.config) {
         Ok(resources) => resources,
         Err(error) => {

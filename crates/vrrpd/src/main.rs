@@ -42,11 +42,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();
-    let node = args.node.clone().unwrap_or_else(|| {
-        nix::unistd::gethostname()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
+    let node = hapair_config::this_node(args.node.clone());
     let config = match VrrpConfig::load(&args.config, Some(&node)) {
         Ok(config) => config,
         Err(error) => {
