@@ -2,21 +2,47 @@
 //! finding the programs under test, and waiting for a condition.
 
 use std::env;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
+
 /// Serialises the lab tests of this process.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
+/// The file whose exclusive flock serialises labs across processes: the
+/// one `scripts/lib/lab.sh` takes, so a demo, a benchmark and a test run
+/// never share the machine at once.
+const LAB_LOCK_FILE: &str = "/run/lock/hapair-lab.lock";
+
+/// Held for the whole run of one lab test: this process's lock and, when
+/// the lock file can be opened, the machine-wide flock.
+pub struct LabLock {
+    _machine: Option<Flock<File>>,
+    _process: MutexGuard<'static, ()>,
+}
+
 /// Takes the lab-wide lock. Every lab test holds it for its whole run, so
 /// that tests whose outcome depends on time never share the machine's two
-/// cores with another lab; `cargo test` may still start them on parallel
-/// threads. A test that panicked while holding the lock does not poison it
-/// for the others.
-pub fn lab_lock() -> MutexGuard<'static, ()> {
-    LAB_LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+/// cores with another lab, in this process (`cargo test` may start them on
+/// parallel threads) or in another one. A test that panicked while holding
+/// the lock does not poison it for the others.
+pub fn lab_lock() -> LabLock {
+    let process = LAB_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let machine = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LAB_LOCK_FILE)
+        .ok()
+        .and_then(|file| Flock::lock(file, FlockArg::LockExclusive).ok());
+    LabLock {
+        _machine: machine,
+        _process: process,
+    }
 }
 
 /// True when this process is root, as the lab needs. Otherwise it prints
