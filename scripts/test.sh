@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 # interop peer; tshark: packet dissection; libnbd-bin (nbdinfo, nbdcopy,
 # nbdfuse), qemu-utils (qemu-io), fuse3, e2fsprogs: real NBD clients and a
 # real filesystem on replicad's volumes; nbdkit: a backing disk that fails
-# on demand (its error filter).
-packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs nbdkit)
+# on demand (its error filter); drbd-utils: drbdadm, the real drbd.conf
+# parser that haadm's drbd.conf reader is compared with.
+packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs nbdkit drbd-utils)
 
 missing=()
 for package in "${packages[@]}"; do

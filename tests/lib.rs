@@ -26,6 +26,7 @@ mod keepalived;
 mod netns;
 mod process;
 mod replicad;
+pub mod storage_pair;
 mod support;
 mod vrrp_config;
 mod vrrpd;

@@ -20,6 +20,7 @@
 #   lab_require_root
 #   lab_install_packages PKG...   apt-get install the missing ones
 #   lab_build_vrrpd               cargo build --release; sets LAB_VRRPD
+#   lab_build_all                 the same for every program; sets LAB_BIN
 #   lab_up HOST...                the switch and one namespace per host
 #   lab_write_vrrpd_config ...    one YAML file for both hosts
 #   lab_spawn HOST LOG CMD...     start CMD in HOST's namespace; sets LAB_PID
@@ -29,7 +30,7 @@
 #   lab_holds_vip HOST, lab_sole_vip_holder HOST OTHER
 #   lab_wait_exit TIMEOUT_MS PID..., lab_signal_and_wait SIGNAL TIMEOUT_MS PID...
 #   lab_host_pids HOST, lab_memory_kib VmRSS|RssAnon|Pss PID...
-#   lab_kill_host HOST
+#   lab_kill_host HOST, lab_loop_devices PID
 #   lab_now_us, lab_ms_between FROM_US TO_US, lab_fail MESSAGE
 
 # The lab's fixed addressing and virtual router.
@@ -107,26 +108,51 @@ lab_install_packages() {
         lab_fail "apt-get install ${missing[*]} failed; install them by hand and run me again"
 }
 
-# Builds vrrpd in release mode from the repository holding this script and
-# sets LAB_VRRPD to the binary.
-lab_build_vrrpd() {
-    local cargo
-    cargo=$(command -v cargo || true)
-    if [[ -z $cargo ]]; then
+# Finds cargo: in PATH, or in the invoking user's ~/.cargo/bin (sudo
+# resets PATH); sets LAB_CARGO.
+lab_find_cargo() {
+    LAB_CARGO=$(command -v cargo || true)
+    if [[ -z $LAB_CARGO ]]; then
         local home
         for home in "$HOME" "$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)"; do
             if [[ -x $home/.cargo/bin/cargo ]]; then
-                cargo=$home/.cargo/bin/cargo
+                LAB_CARGO=$home/.cargo/bin/cargo
                 break
             fi
         done
     fi
-    [[ -n $cargo ]] ||
+    [[ -n $LAB_CARGO ]] ||
         lab_fail "cargo not found: install Rust (1.89 or newer) from https://rustup.rs and run me again"
-    (cd "$LAB_REPO" && "$cargo" build --release -p vrrpd) ||
+}
+
+# Builds vrrpd in release mode from the repository holding this script and
+# sets LAB_VRRPD to the binary.
+lab_build_vrrpd() {
+    lab_find_cargo
+    (cd "$LAB_REPO" && "$LAB_CARGO" build --release -p vrrpd) ||
         lab_fail "cargo build --release -p vrrpd failed in $LAB_REPO (see the compiler output above)"
     LAB_VRRPD=${CARGO_TARGET_DIR:-$LAB_REPO/target}/release/vrrpd
     [[ -x $LAB_VRRPD ]] || lab_fail "the build succeeded but $LAB_VRRPD is missing"
+}
+
+# Builds every program of hapair (vrrpd, replicad, haadm, hookrun) in
+# release mode and sets LAB_BIN to their directory, LAB_VRRPD to vrrpd.
+# With HAPAIR_BIN_DIR set, uses the programs there and builds nothing (the
+# lab test that runs the demo passes its own build).
+lab_build_all() {
+    if [[ -n ${HAPAIR_BIN_DIR:-} ]]; then
+        LAB_BIN=$HAPAIR_BIN_DIR
+    else
+        lab_find_cargo
+        (cd "$LAB_REPO" && "$LAB_CARGO" build --release -p vrrpd -p replicad -p haadm -p hookrun) ||
+            lab_fail "cargo build --release failed in $LAB_REPO (see the compiler output above)"
+        LAB_BIN=${CARGO_TARGET_DIR:-$LAB_REPO/target}/release
+    fi
+    local program
+    for program in vrrpd replicad haadm hookrun; do
+        [[ -x $LAB_BIN/$program ]] || lab_fail "$LAB_BIN/$program is missing (build it: cargo build --release)"
+    done
+    LAB_VRRPD=$LAB_BIN/vrrpd
 }
 
 # Creates the switch and one namespace per HOST; the first host gets
@@ -330,11 +356,44 @@ lab_memory_kib() {
 }
 
 # SIGKILLs every process in HOST's namespace and waits until they are gone
-# (returns 1 if one survives 5 s).
+# (returns 1 if one survives 5 s). The mount namespaces those processes use
+# (`ip netns exec` gives each command one of its own: the storage hooks
+# mount there) are held open across the kill and let go after it, and the
+# loop devices mounted in them over files of $LAB_DIR are detached: were
+# nbdfuse the last process to leave its namespace, the file system's last
+# flush would wait forever on that very nbdfuse.
 lab_kill_host() {
-    local pids
+    local pids pid fd device fds=() loops=() seen=" "
     mapfile -t pids < <(lab_host_pids "$1")
-    ((${#pids[@]} == 0)) || lab_signal_and_wait KILL 5000 "${pids[@]}"
+    ((${#pids[@]} == 0)) && return 0
+    for pid in "${pids[@]}"; do
+        local mnt
+        mnt=$(readlink "/proc/$pid/ns/mnt" 2>/dev/null) || continue
+        [[ $seen == *" $mnt "* ]] && continue
+        seen+="$mnt "
+        exec {fd}<"/proc/$pid/ns/mnt" || continue
+        fds+=("$fd")
+        mapfile -t -O "${#loops[@]}" loops < <(lab_loop_devices "$pid")
+    done
+    local status=0
+    lab_signal_and_wait KILL 5000 "${pids[@]}" || status=1
+    for fd in "${fds[@]}"; do
+        exec {fd}<&-
+    done
+    for device in "${loops[@]}"; do
+        losetup -d "$device" 2>/dev/null || true
+    done
+    return "$status"
+}
+
+# Prints the loop devices whose backing file lies under $LAB_DIR, as the
+# mount namespace of process PID sees them.
+lab_loop_devices() {
+    nsenter --mount="/proc/$1/ns/mnt" losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null |
+        while read -r name back; do
+            [[ $back == "$LAB_DIR"/* ]] && echo "$name"
+        done
+    return 0
 }
 
 # The EXIT trap: kills what runs in the lab, deletes the namespaces and the

@@ -40,14 +40,15 @@ const POLL: Duration = Duration::from_millis(50);
 /// What a client prints for EIO.
 const EIO_TEXT: &str = "Input/output error";
 
-/// The nbdkit disk and the file whose existence makes it fail.
-struct FailingDisk {
-    disk: NbdkitDisk,
+/// The nbdkit disk and the file whose existence makes it fail (also used
+/// by `replicad_pair_disk_errors`).
+pub struct FailingDisk {
+    pub disk: NbdkitDisk,
     trigger: PathBuf,
 }
 
 impl FailingDisk {
-    fn start() -> FailingDisk {
+    pub fn start() -> FailingDisk {
         let disk = NbdkitDisk::start(|dir| {
             let trigger = trigger_path(dir);
             vec![
@@ -64,20 +65,20 @@ impl FailingDisk {
     }
 
     /// Every request to the disk fails from now on.
-    fn fail(&self) {
+    pub fn fail(&self) {
         fs::write(&self.trigger, b"")
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", self.trigger.display()));
     }
 
     /// The disk works again.
-    fn heal(&self) {
+    pub fn heal(&self) {
         fs::remove_file(&self.trigger)
             .unwrap_or_else(|error| panic!("cannot remove {}: {error}", self.trigger.display()));
     }
 
     /// Drops the disk file's pages from the page cache, so that the next
     /// read of them asks the disk.
-    fn evict_cache(&self) {
+    pub fn evict_cache(&self) {
         let input = format!("if={}", path_arg(&self.disk.file()));
         run_ok(&["dd", &input, "iflag=nocache", "count=0", "status=none"]);
     }

@@ -37,10 +37,21 @@ pub struct Extras {
     /// Handlers that append their name and environment to
     /// [`handler_log`] of the node.
     pub recorded_handlers: Vec<&'static str>,
+    /// The exit code of the recorded handlers (0 unless set).
+    pub recorded_exit_code: i32,
     /// Handlers written out as YAML lines under `handlers:`.
     pub handlers_yaml: String,
     /// The size of each node's backing file; `None`: [`BACKING_SIZE`].
     pub backing_size: Option<u64>,
+    /// The replication protocol; empty: C.
+    pub protocol: &'static str,
+    /// A disk of ha1's other than its backing file (e.g. one that fails on
+    /// demand). With it (or `ha2_disk`) both nodes keep their metadata
+    /// external, beside the backing file, so that the disk is all data and
+    /// both volumes have the disk's size.
+    pub ha1_disk: Option<PathBuf>,
+    /// The same for ha2.
+    pub ha2_disk: Option<PathBuf>,
 }
 
 /// The pair. Fields drop in order: the daemons die before the lab goes.
@@ -52,6 +63,11 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// The lab the nodes' hosts are in (h1 for ha1, h2 for ha2).
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
     /// Sets `eth0` of the lab host of ha2 `up` or `down`: the link between
     /// the nodes comes and goes while both daemons run.
     pub fn set_ha2_link(&self, state: &str) {
@@ -85,15 +101,32 @@ pub fn handler_calls(node: &ReplicadNode, handler: &str) -> Vec<String> {
         .collect()
 }
 
-fn resource_yaml(extras: &Extras, backing: &Path) -> String {
-    let disk = path_arg(backing);
+fn resource_yaml(extras: &Extras, node: &str, backing: &Path) -> String {
     let log = handler_log_beside(backing);
+    let own_disk = if node == "ha1" {
+        &extras.ha1_disk
+    } else {
+        &extras.ha2_disk
+    };
+    let disk = own_disk.clone().unwrap_or_else(|| backing.to_path_buf());
+    let meta_disk = if extras.ha1_disk.is_some() || extras.ha2_disk.is_some() {
+        path_arg(&backing.with_extension("md")).to_string()
+    } else {
+        "internal".to_string()
+    };
+    let disk = path_arg(&disk);
+    let protocol = if extras.protocol.is_empty() {
+        "C"
+    } else {
+        extras.protocol
+    };
     let mut handlers = extras.handlers_yaml.clone();
     for name in &extras.recorded_handlers {
         handlers.push_str(&format!(
             "  {name}: {{shell: \"(echo HANDLER={name}; env | grep -E '^(DRBD|HAPAIR)_' | sort; \
-             echo --) >> {}\"}}\n",
-            log.display()
+             echo --) >> {}; exit {}\"}}\n",
+            log.display(),
+            extras.recorded_exit_code
         ));
     }
     let handlers = if handlers.is_empty() {
@@ -103,13 +136,13 @@ fn resource_yaml(extras: &Extras, backing: &Path) -> String {
     };
     format!(
         "resource: {RESOURCE}\n\
-         protocol: C\n\
+         protocol: {protocol}\n\
          net: {{{} shared-secret: \"pair-secret\", ping-int: 2, ping-timeout: 15, timeout: 15, connect-int: 2}}\n\
          disk: {{{} on-io-error: detach}}\n\
          {handlers}\
          nodes:\n  \
-           ha1: {{address: \"10.99.0.1:7789\", disk: {disk}, meta-disk: internal}}\n  \
-           ha2: {{address: \"10.99.0.2:7789\", disk: {disk}, meta-disk: internal}}\n",
+           ha1: {{address: \"10.99.0.1:7789\", disk: {disk}, meta-disk: {meta_disk}}}\n  \
+           ha2: {{address: \"10.99.0.2:7789\", disk: {disk}, meta-disk: {meta_disk}}}\n",
         extras.net, extras.disk
     )
 }
@@ -122,7 +155,7 @@ pub fn fresh_pair(extras: &Extras) -> Pair {
             name,
             Some(lab.host(host).namespace()),
             extras.backing_size.unwrap_or(BACKING_SIZE),
-            |backing| resource_yaml(extras, backing),
+            |backing| resource_yaml(extras, name, backing),
         );
         node.start();
         node.haadm(&["up", RESOURCE]).expect_code(0);

@@ -3,7 +3,7 @@
 //! killed at its timeout while the daemon goes on advertising.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hapair_lab::{
@@ -53,6 +53,29 @@ fn wait_for_lines(record: &Path, hook: &str, count: usize, timeout: Duration) ->
         "expected {count} hook runs within {timeout:?}, got {lines:#?}"
     );
     lines
+}
+
+/// A hook that starts a child, writes "<its pid> <child's pid>" to
+/// `pids_file` (atomically) and waits forever: both must go at the timeout.
+pub(crate) fn hanging_hook(lab: &Lab, pids_file: &Path) -> PathBuf {
+    lab.write_executable(
+        "hang-hook",
+        &format!(
+            "#!/bin/sh\nsleep 1000 &\necho \"$$ $!\" > {pids}.tmp && mv {pids}.tmp {pids}\nwait\n",
+            pids = pids_file.display()
+        ),
+    )
+}
+
+/// The pids a [`hanging_hook`] wrote: its own, then its child's.
+pub(crate) fn hanging_pids(pids_file: &Path) -> Vec<u32> {
+    let pids: Vec<u32> = fs::read_to_string(pids_file)
+        .expect("the hook wrote its pids")
+        .split_whitespace()
+        .map(|pid| pid.parse().expect("a pid"))
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    pids
 }
 
 #[test]
@@ -132,14 +155,7 @@ fn hanging_notify_master_is_killed_while_adverts_go_on() {
     let (h1, h2) = (lab.host(1), lab.host(2));
     let hosts = [h1, h2];
     let pids_file = lab.dir().join("hang-pids");
-    // The shell and its sleeping child: both must go at the timeout.
-    let hang = lab.write_executable(
-        "hang-hook",
-        &format!(
-            "#!/bin/sh\nsleep 1000 &\necho \"$$ $!\" > {pids}.tmp && mv {pids}.tmp {pids}\nwait\n",
-            pids = pids_file.display()
-        ),
-    );
+    let hang = hanging_hook(&lab, &pids_file);
     let notify_timeout = Duration::from_secs(1);
     // 0.2 s adverts: a daemon stuck for the hook's second would let h2's
     // 0.72 s master-down interval run out, yet a loaded machine's scheduling
@@ -166,12 +182,7 @@ fn hanging_notify_master_is_killed_while_adverts_go_on() {
         .unwrap_or_else(|| panic!("h1 did not become master and run notify_master in {takes:?}"));
     let hook_started = Instant::now();
     let second = Vrrpd::start(h2, &vrrpd_config(std::slice::from_ref(&watching)));
-    let pids: Vec<u32> = fs::read_to_string(&pids_file)
-        .expect("the hook wrote its pids")
-        .split_whitespace()
-        .map(|pid| pid.parse().expect("a pid"))
-        .collect();
-    assert_eq!(pids.len(), 2, "{pids:?}");
+    let pids = hanging_pids(&pids_file);
 
     // Until a second after the hook is gone: h1 alone holds the address,
     // and h2 never reports MASTER.

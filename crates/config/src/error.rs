@@ -21,6 +21,14 @@ pub enum ConfigError {
         line_column: Option<(u64, u64)>,
         message: String,
     },
+    /// A problem at a line of a file in another program's syntax (drbd.conf):
+    /// a syntax error, a refused option, or a rule broken by the value there.
+    #[error("{origin}:{line}: {message}")]
+    AtLine {
+        origin: String,
+        line: u32,
+        message: String,
+    },
     /// Well-formed YAML with a value that breaks a rule of the schema.
     #[error("{origin}: {field}: {message}")]
     Invalid {
@@ -42,11 +50,22 @@ impl ConfigError {
         }
     }
 
+    /// A problem at `line` of `origin`, printable like [`ConfigError::invalid`].
+    pub(crate) fn at_line(origin: &str, line: u32, message: &str) -> ConfigError {
+        ConfigError::AtLine {
+            origin: printable(origin),
+            line,
+            message: printable(message),
+        }
+    }
+
     /// The field path of a rule violation; `None` for read and YAML errors.
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { field, .. } => Some(field),
-            ConfigError::Read { .. } | ConfigError::Yaml { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Yaml { .. } | ConfigError::AtLine { .. } => {
+                None
+            }
         }
     }
 }

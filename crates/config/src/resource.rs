@@ -42,6 +42,7 @@ use std::time::Duration;
 use crate::error::ConfigError;
 use crate::hook::{HookCommand, RawHook};
 use crate::yaml::{Number, parse_document, read_file};
+pub(crate) use directory::check_resources_apart;
 pub use directory::{load_resource, load_resources};
 pub use keyword::{
     AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, DigestAlg, Fencing, HmacAlg, OnIoError, Protocol,
@@ -836,8 +837,9 @@ fn check_handlers_run(
     disk: &DiskOptions,
     handlers: &Handlers,
 ) -> Result<(), ConfigError> {
-    let local_io_error = (disk.on_io_error == OnIoError::CallLocalIoError)
-        .then(|| "disk.on-io-error is call-local-io-error".to_owned());
+    // `detach` runs it too (to say the disk is gone), but does not need it.
+    let local_io_error = (disk.on_io_error != OnIoError::PassOn)
+        .then(|| format!("disk.on-io-error is {}", disk.on_io_error));
     let fencing =
         (net.fencing != Fencing::DontCare).then(|| format!("net.fencing is {}", net.fencing));
     let pri_lost = if net.after_sb_1pri == AfterSb1Pri::CallPriLostAfterSb {
@@ -854,8 +856,8 @@ fn check_handlers_run(
             "local-io-error",
             handlers.local_io_error.is_some(),
             &local_io_error,
-            true,
-            "set disk.on-io-error: call-local-io-error",
+            disk.on_io_error == OnIoError::CallLocalIoError,
+            "set disk.on-io-error: call-local-io-error or detach",
         ),
         (
             "fence-peer",

@@ -16,8 +16,11 @@
 //!     virtual_ipaddress: [10.99.0.100/24]
 //!     notify_master: [/etc/hapair/hooks/promote, r0]
 //! ```
+//!
+//! Health tracking and sync groups live in [`track`].
 
 mod raw;
+mod track;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,9 +30,11 @@ use std::time::Duration;
 
 pub use crate::error::ConfigError;
 pub use crate::hook::HookCommand;
-use crate::hook::RawHook;
+use crate::hook::{HookSettings, RawHook};
 use crate::yaml::{Number, parse_document, read_file};
 use raw::{RawFile, RawInstance, RawNodeOverride, RawVirtualAddress};
+use track::{Definitions, InstanceTracking};
+pub use track::{MasterHookFailure, SyncGroup, TrackFile, Tracked, VrrpScript};
 
 /// Linux refuses interface names (and address labels) longer than this.
 const MAX_INTERFACE_NAME_BYTES: usize = 15;
@@ -40,6 +45,15 @@ const MAX_AUTH_PASS_BYTES: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VrrpConfig {
     pub instances: Vec<VrrpInstance>,
+    /// The `hooks:` section: journal, script security, notify_fifo.
+    pub hooks: HookSettings,
+    /// `vrrp_scripts:`, sorted by name; a script runs only while an
+    /// instance tracks it.
+    pub vrrp_scripts: Vec<VrrpScript>,
+    /// `track_files:`, sorted by name.
+    pub track_files: Vec<TrackFile>,
+    /// `sync_groups:`, sorted by name.
+    pub sync_groups: Vec<SyncGroup>,
 }
 
 /// One virtual router, with the chosen node's overrides applied and every
@@ -84,6 +98,18 @@ pub struct VrrpInstance {
     pub notify_stop: Option<HookCommand>,
     /// Run on every transition, with keepalived's four extra arguments.
     pub notify: Option<HookCommand>,
+    /// `vrrp_scripts` this instance tracks, with the weight in force.
+    pub track_script: Vec<Tracked>,
+    /// Interfaces whose link state this instance tracks (default weight 0:
+    /// FAULT while the link is down).
+    pub track_interface: Vec<Tracked>,
+    /// `track_files` this instance tracks, with the weight in force.
+    pub track_file: Vec<Tracked>,
+    /// What a failing `notify_master` does (default: nothing but a log line).
+    pub master_hook_failure: MasterHookFailure,
+    /// With `master_hook_failure: fault`, how long the instance stays in
+    /// FAULT before it tries again (default 10 s).
+    pub master_hook_retry: Duration,
 }
 
 /// An address the master holds.
@@ -117,13 +143,22 @@ impl VrrpConfig {
                 "no instance is defined; add at least one virtual router under `instances:`",
             ));
         }
+        let definitions = Definitions::build(origin, &file.vrrp_scripts, &file.track_files)?;
         let mut instances = Vec::with_capacity(file.instances.len());
         for (index, raw) in file.instances.iter().enumerate() {
             let place = Place::new(origin, index, raw.name.as_deref())?;
-            instances.push(build_for_node(raw, &place, node)?);
+            instances.push(build_for_node(raw, &place, node, &definitions)?);
         }
         check_instances_apart(origin, &instances)?;
-        Ok(VrrpConfig { instances })
+        let sync_groups = track::sync_groups(origin, &file.sync_groups, &instances)?;
+        let hooks = HookSettings::from_raw(file.hooks.as_ref(), origin)?;
+        Ok(VrrpConfig {
+            instances,
+            hooks,
+            vrrp_scripts: definitions.vrrp_scripts,
+            track_files: definitions.track_files,
+            sync_groups,
+        })
     }
 }
 
@@ -187,9 +222,10 @@ fn build_for_node(
     raw: &RawInstance,
     place: &Place,
     node: Option<&str>,
+    definitions: &Definitions,
 ) -> Result<VrrpInstance, ConfigError> {
     let Some(nodes) = &raw.nodes else {
-        return build_instance(raw, place, None);
+        return build_instance(raw, place, None, definitions);
     };
     if nodes.is_empty() {
         return Err(place.error(
@@ -227,6 +263,7 @@ fn build_for_node(
             name: node,
             overrides,
         }),
+        definitions,
     )?;
     for (other, overrides) in nodes.iter().filter(|(name, _)| *name != node) {
         build_instance(
@@ -236,6 +273,7 @@ fn build_for_node(
                 name: other,
                 overrides,
             }),
+            definitions,
         )?;
     }
     Ok(instance)
@@ -302,6 +340,7 @@ fn build_instance(
     raw: &RawInstance,
     place: &Place,
     node: Option<NodeEntry>,
+    definitions: &Definitions,
 ) -> Result<VrrpInstance, ConfigError> {
     let interface = setting("interface", &raw.interface, node, |o| &o.interface);
     let interface = match interface.value {
@@ -431,6 +470,15 @@ fn build_instance(
             .transpose()
     };
 
+    let notify_master = hook("notify_master", &raw.notify_master)?;
+    let InstanceTracking {
+        track_script,
+        track_interface,
+        track_file,
+        master_hook_failure,
+        master_hook_retry,
+    } = track::instance_tracking(raw, place, definitions, notify_master.is_some())?;
+
     Ok(VrrpInstance {
         name: place.name.to_owned(),
         interface,
@@ -450,11 +498,16 @@ fn build_instance(
         v3_checksum_as_v2,
         unicast_skip_ttl_check,
         notify_timeout,
-        notify_master: hook("notify_master", &raw.notify_master)?,
+        notify_master,
         notify_backup: hook("notify_backup", &raw.notify_backup)?,
         notify_fault: hook("notify_fault", &raw.notify_fault)?,
         notify_stop: hook("notify_stop", &raw.notify_stop)?,
         notify: hook("notify", &raw.notify)?,
+        track_script,
+        track_interface,
+        track_file,
+        master_hook_failure,
+        master_hook_retry,
     })
 }
 

@@ -10,6 +10,7 @@ use hapair_config::VrrpConfig;
 const NODES: &[(&str, &[&str])] = &[
     ("vrrp-unicast-pass.yaml", &["ha1", "ha2"]),
     ("vrrp-storage-pair.yaml", &["ha1", "ha2"]),
+    ("vrrp-tracked-storage.yaml", &["ha1", "ha2"]),
 ];
 
 fn examples_dir() -> PathBuf {

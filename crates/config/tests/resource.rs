@@ -604,10 +604,10 @@ fn options_that_run_a_handler_need_it_and_handlers_need_an_option_that_runs_them
         &["missing", "disk.on-io-error is call-local-io-error"],
     );
     let message = rejection(
-        &with_sections("handlers: {local-io-error: [/bin/x]}\n"),
+        &with_sections("disk: {on-io-error: pass_on}\nhandlers: {local-io-error: [/bin/x]}\n"),
         "handlers.local-io-error",
     );
-    assert_mentions(&message, &["never run", "call-local-io-error"]);
+    assert_mentions(&message, &["never run", "call-local-io-error or detach"]);
 
     let message = rejection(&net("fencing: resource-only"), "handlers.fence-peer");
     assert_mentions(&message, &["missing", "net.fencing is resource-only"]);

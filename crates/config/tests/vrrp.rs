@@ -5,7 +5,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hapair_config::{ConfigError, HookCommand, VirtualAddress, VrrpConfig, VrrpInstance};
+use hapair_config::{
+    ConfigError, HookCommand, MasterHookFailure, VirtualAddress, VrrpConfig, VrrpInstance,
+};
 
 const ORIGIN: &str = "vrrp.yaml";
 
@@ -130,6 +132,11 @@ instances:
             notify_fault: None,
             notify_stop: None,
             notify: argv(&["/usr/local/bin/log-transition"]),
+            track_script: vec![],
+            track_interface: vec![],
+            track_file: vec![],
+            master_hook_failure: MasterHookFailure::Ignore,
+            master_hook_retry: Duration::from_secs(10),
         }]
     );
 }

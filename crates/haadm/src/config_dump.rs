@@ -1,12 +1,15 @@
 //! `haadm dump`: a resource's configuration with every default filled in,
 //! written in drbd.conf's syntax and units, so an operator used to
-//! `drbdadm dump` reads what will really be used.
+//! `drbdadm dump` reads what will really be used. The output is itself a
+//! drbd.conf file: `haadm -c` reads it back to the same resource, and its
+//! values compare with `drbdadm dump`'s (handlers as shell command lines,
+//! addresses with their family).
 
 use std::fmt::Write;
 use std::time::Duration;
 
 use hapair_config::resource::MetaDisk;
-use hapair_config::{HookCommand, ResourceConfig};
+use hapair_config::{HookCommand, ResourceConfig, SHELL};
 
 fn tenths(duration: Duration) -> u128 {
     duration.as_millis() / 100
@@ -16,9 +19,39 @@ fn kib(bytes: u64) -> String {
     format!("{}k", bytes / 1024)
 }
 
+/// A hook as the shell command line DRBD runs a handler as: `/bin/sh -c
+/// LINE` gives LINE, an argv its words quoted for the shell.
 fn hook(command: &HookCommand) -> String {
-    let words: Vec<String> = command.argv.iter().map(|w| format!("{w:?}")).collect();
-    words.join(" ")
+    match command.argv.as_slice() {
+        [shell, flag, line] if shell == SHELL && flag == "-c" => line.clone(),
+        argv => argv
+            .iter()
+            .map(|word| shell_word(word))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// `word` for a POSIX shell: as it is when nothing in it is special, else
+/// in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// `text` as one drbd.conf value: bare when it is a plain word, else a
+/// double-quoted string with `\` and `"` escaped.
+fn drbd_value(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%[]".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    }
 }
 
 /// The resource as drbd.conf text.
@@ -33,7 +66,11 @@ pub fn render(resource: &ResourceConfig) -> String {
     let _ = writeln!(out, "        protocol           {};", resource.protocol);
     if let Some(auth) = &net.auth {
         let _ = writeln!(out, "        cram-hmac-alg      {};", auth.cram_hmac_alg);
-        let _ = writeln!(out, "        shared-secret      {:?};", auth.shared_secret);
+        let _ = writeln!(
+            out,
+            "        shared-secret      {};",
+            drbd_value(&auth.shared_secret)
+        );
     }
     let _ = writeln!(
         out,
@@ -100,18 +137,24 @@ pub fn render(resource: &ResourceConfig) -> String {
         let _ = writeln!(out, "    handlers {{");
         for (name, command) in named {
             if let Some(command) = command {
-                let _ = writeln!(out, "        {name:<20} {};", hook(command));
+                let _ = writeln!(out, "        {name:<20} {};", drbd_value(&hook(command)));
             }
         }
         let _ = writeln!(out, "    }}");
     }
     for (name, node) in &resource.nodes {
         let _ = writeln!(out, "    on {name} {{");
-        let _ = writeln!(out, "        address            {};", node.address);
-        let _ = writeln!(out, "        disk               {};", node.disk.display());
+        let family = if node.address.is_ipv4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        };
+        let _ = writeln!(out, "        address            {family} {};", node.address);
+        let disk_path = drbd_value(&node.disk.display().to_string());
+        let _ = writeln!(out, "        disk               {disk_path};");
         let meta = match &node.meta_disk {
             MetaDisk::Internal => "internal".to_string(),
-            MetaDisk::External(path) => path.display().to_string(),
+            MetaDisk::External(path) => drbd_value(&path.display().to_string()),
         };
         let _ = writeln!(out, "        meta-disk          {meta};");
         let _ = writeln!(out, "    }}");

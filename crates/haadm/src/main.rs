@@ -2,14 +2,17 @@
 //! work on the disk directly; the others ask `replicad` over its control
 //! socket, as drbdadm asks the kernel through drbdsetup.
 
+mod check;
 mod config_dump;
+mod hooks;
+mod import;
 mod metadata;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hapair_config::{ConfigError, ResourceConfig, load_resources};
+use hapair_config::{ConfigError, LoadOptions, ResourceConfig, load_config};
 use replicad::control::{Client, ClientError, Reply, Request, ResourceStatus};
 use replicad::report;
 
@@ -26,7 +29,8 @@ Exit codes:
 #[derive(Parser)]
 #[command(name = "haadm", version, about = "Administer hapair's replicated resources", after_help = EXIT_CODES)]
 struct Args {
-    /// The configuration directory (one YAML file per resource), or one file.
+    /// The configuration: hapair's directory (one YAML file per resource)
+    /// or one file, or DRBD's drbd.conf, a .res file or a drbd.d directory.
     #[arg(
         short = 'c',
         long = "config",
@@ -34,6 +38,11 @@ struct Args {
         global = true
     )]
     config: PathBuf,
+    /// Load a DRBD configuration although it asks for what hapair does not
+    /// do (dual Primary, quorum, more than two nodes, ...): such options are
+    /// ignored and such resources skipped, each with a warning.
+    #[arg(long, global = true)]
+    allow_unsupported: bool,
     /// This host's name in the configuration (default: the hostname).
     #[arg(long, global = true)]
     node: Option<String>,
@@ -110,6 +119,21 @@ enum Command {
     Events,
     /// Print the configuration of every resource, or one, normalized.
     Dump { resource: Option<String> },
+    /// Print another program's configuration as hapair's YAML.
+    #[command(subcommand)]
+    Import(import::Source),
+    /// The hook journal: every hook run, oldest first.
+    Hooks(hooks::HooksArgs),
+    /// The pair's health in one Nagios-style line (exit 0 OK, 1 WARNING,
+    /// 2 CRITICAL, 3 UNKNOWN): every resource, and vrrpd's state file.
+    Check {
+        /// Also write 0 (this node can serve) or 1 here, for vrrpd's track_file.
+        #[arg(long, value_name = "PATH")]
+        write_track_file: Option<PathBuf>,
+        /// vrrpd's state file (default: <run-dir>/vrrp/state.json, skipped if absent).
+        #[arg(long, value_name = "FILE")]
+        vrrp_state: Option<PathBuf>,
+    },
 }
 
 /// A failure and the exit code it maps to.
@@ -163,7 +187,14 @@ fn main() -> ExitCode {
 
 /// The resources the command names: `all` or one by name.
 fn select(args: &Args, name: Option<&str>) -> Result<Vec<ResourceConfig>, Failure> {
-    let all = load_resources(&args.config)?;
+    let options = LoadOptions {
+        allow_unsupported: args.allow_unsupported,
+    };
+    let loaded = load_config(&args.config, options)?;
+    for warning in &loaded.warnings {
+        eprintln!("haadm: warning: {warning}");
+    }
+    let all = loaded.resources;
     match name {
         None | Some("all") => Ok(all),
         Some(name) => match all.into_iter().find(|r| r.name == name) {
@@ -191,6 +222,16 @@ fn run(args: Args) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Check {
+            write_track_file,
+            vrrp_state,
+        } => std::process::exit(check::run(
+            &args.run_dir,
+            vrrp_state.as_deref(),
+            write_track_file.as_deref(),
+        )),
+        Command::Hooks(hooks_args) => hooks::run(&args.run_dir, hooks_args).map_err(Failure::io),
+        Command::Import(source) => import::run(source, args.allow_unsupported),
         Command::Dump { resource } => {
             for resource in select(&args, resource.as_deref())? {
                 print!("{}", config_dump::render(&resource));

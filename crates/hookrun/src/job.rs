@@ -1,21 +1,25 @@
-//! One hook job: exec it in its own process group with stdin on /dev/null,
-//! log its output, enforce its timeout by signalling the whole group, reap it
-//! and report an [`Outcome`].
+//! One hook job: check it may run (script security), exec it in its own
+//! process group with stdin on /dev/null, log its output, enforce its
+//! timeout by signalling the whole group, reap it, report an [`Outcome`]
+//! and journal it.
 
 use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use log::{debug, info, warn};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, geteuid};
 use tokio::process::{Child, Command};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep};
 
+use crate::journal::{Journal, JournalEntry};
 use crate::output::OutputLoggers;
+use crate::security::{RunAs, check_script};
 
 /// How long a timed-out job's process group has between SIGTERM and SIGKILL
 /// (as keepalived's `vrrp_script`). The group is killed sooner when the
@@ -42,6 +46,8 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     /// Time from start until the process group is terminated.
     pub timeout: Duration,
+    /// The number of the event that runs it, for the journal.
+    pub event: Option<u64>,
 }
 
 impl Job {
@@ -52,7 +58,14 @@ impl Job {
             argv,
             env: Vec::new(),
             timeout,
+            event: None,
         }
+    }
+
+    /// Records the number of the event that runs the job.
+    pub fn for_event(mut self, event: u64) -> Self {
+        self.event = Some(event);
+        self
     }
 
     /// Adds one environment variable for the job.
@@ -72,6 +85,11 @@ pub enum Outcome {
     Signalled { signal: i32, duration: Duration },
     /// The job outran its timeout and its process group was killed.
     TimedOut { duration: Duration },
+    /// A long-running job was stopped on purpose (its group terminated).
+    Stopped { duration: Duration },
+    /// Script security refused to run it as root; `error` names the path
+    /// and why.
+    Refused { error: String },
     /// The job could not be started; `error` names the program and the cause.
     SpawnFailed { error: String },
     /// The job was started but its exit status could not be collected.
@@ -82,6 +100,18 @@ impl Outcome {
     /// True only for exit code 0.
     pub fn success(&self) -> bool {
         matches!(self, Self::Exited { code: 0, .. })
+    }
+
+    /// How long it ran; `None` when it never started.
+    pub fn duration(&self) -> Option<Duration> {
+        match self {
+            Self::Exited { duration, .. }
+            | Self::Signalled { duration, .. }
+            | Self::TimedOut { duration }
+            | Self::Stopped { duration }
+            | Self::WaitFailed { duration, .. } => Some(*duration),
+            Self::Refused { .. } | Self::SpawnFailed { .. } => None,
+        }
     }
 }
 
@@ -104,6 +134,8 @@ impl fmt::Display for Outcome {
                 "timed out; its process group was killed after {}",
                 millis(*duration)
             ),
+            Self::Stopped { duration } => write!(f, "stopped after {}", millis(*duration)),
+            Self::Refused { error } => f.write_str(error),
             Self::SpawnFailed { error } => write!(f, "could not be started: {error}"),
             Self::WaitFailed { error, duration } => write!(
                 f,
@@ -118,22 +150,93 @@ fn millis(duration: Duration) -> String {
     format!("{} ms", duration.as_millis())
 }
 
-/// Runs `job` to its end and logs the outcome (info on success, warn otherwise).
-pub(crate) async fn run(job: &Job) -> Outcome {
-    let outcome = execute(job).await;
+/// How jobs are run, for every job of a runner.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Where finished runs are recorded, if anywhere.
+    pub journal: Option<Arc<Journal>>,
+    /// Refuse to run as root a program that others than root can change.
+    pub script_security: bool,
+    /// Run jobs as this user instead of the daemon's own.
+    pub run_as: Option<RunAs>,
+}
+
+impl Default for RunSettings {
+    /// No journal, script security on, jobs run as the daemon's user.
+    fn default() -> Self {
+        Self {
+            journal: None,
+            script_security: true,
+            run_as: None,
+        }
+    }
+}
+
+/// Why a job's process group is terminated before it exits by itself.
+enum Cut {
+    TimedOut,
+    Stopped,
+}
+
+/// Runs `job` (of queue `queue`) to its end, or until `stop` resolves;
+/// logs the outcome (info on success, warn otherwise) and journals it.
+pub(crate) async fn run(
+    queue: &str,
+    job: &Job,
+    settings: &RunSettings,
+    stop: impl Future<Output = ()>,
+) -> Outcome {
+    let started_at = SystemTime::now();
+    let (outcome, pid) = match refusal(job, settings) {
+        Some(error) => (Outcome::Refused { error }, None),
+        None => execute(job, settings.run_as, stop).await,
+    };
     if outcome.success() {
         info!("{}: {outcome}", job.name);
     } else {
         warn!("{}: {outcome}", job.name);
     }
+    if let Some(journal) = &settings.journal {
+        let entry = JournalEntry {
+            queue: queue.to_owned(),
+            hook: job.name.clone(),
+            argv: job.argv.clone(),
+            event: job.event,
+            start: started_at,
+            duration_us: outcome
+                .duration()
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            outcome: (&outcome).into(),
+            pid,
+        };
+        if let Err(error) = journal.append(&entry) {
+            warn!("{}: {error}", job.name);
+        }
+    }
     outcome
 }
 
-async fn execute(job: &Job) -> Outcome {
+/// Script security's verdict: why the job may not run, if it may not.
+fn refusal(job: &Job, settings: &RunSettings) -> Option<String> {
+    let runs_as_root = match settings.run_as {
+        Some(user) => user.uid == 0,
+        None => geteuid().is_root(),
+    };
+    if !(settings.script_security && runs_as_root) {
+        return None;
+    }
+    let program = job.argv.first()?;
+    check_script(program).err()
+}
+
+async fn execute(
+    job: &Job,
+    run_as: Option<RunAs>,
+    stop: impl Future<Output = ()>,
+) -> (Outcome, Option<u32>) {
     let Some((program, args)) = job.argv.split_first() else {
-        return Outcome::SpawnFailed {
-            error: "the command is empty (configure a program to run)".to_owned(),
-        };
+        let error = "the command is empty (configure a program to run)".to_owned();
+        return (Outcome::SpawnFailed { error }, None);
     };
     let mut command = Command::new(program);
     command
@@ -143,13 +246,16 @@ async fn execute(job: &Job) -> Outcome {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some(user) = run_as {
+        // setgid, then setuid (dropping supplementary groups), before exec.
+        command.gid(user.gid).uid(user.uid);
+    }
     let started = Instant::now();
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
-            return Outcome::SpawnFailed {
-                error: format!("{program}: {error} (check that it exists and is executable)"),
-            };
+            let error = format!("{program}: {error} (check that it exists and is executable)");
+            return (Outcome::SpawnFailed { error }, None);
         }
     };
     let leader = child
@@ -160,21 +266,33 @@ async fn execute(job: &Job) -> Outcome {
     debug!("{}: started {:?} as pid {leader}", job.name, job.argv);
     let output = OutputLoggers::start(&job.name, child.stdout.take(), child.stderr.take());
 
-    let outcome = match timeout(job.timeout, child.wait()).await {
-        Ok(Ok(status)) => outcome_of(status, started.elapsed()),
-        Ok(Err(error)) => Outcome::WaitFailed {
-            error: error.to_string(),
-            duration: started.elapsed(),
+    let cut = async {
+        tokio::select! {
+            () = sleep(job.timeout) => Cut::TimedOut,
+            () = stop => Cut::Stopped,
+        }
+    };
+    let outcome = tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => outcome_of(status, started.elapsed()),
+            Err(error) => Outcome::WaitFailed {
+                error: error.to_string(),
+                duration: started.elapsed(),
+            },
         },
-        Err(_elapsed) => {
-            warn!(
-                "{}: still running after its timeout of {}; sending SIGTERM to its process group",
-                job.name,
-                millis(job.timeout)
-            );
+        cut = cut => {
+            match cut {
+                Cut::TimedOut => warn!(
+                    "{}: still running after its timeout of {}; sending SIGTERM to its process group",
+                    job.name,
+                    millis(job.timeout)
+                ),
+                Cut::Stopped => info!("{}: stopping it: SIGTERM to its process group", job.name),
+            }
             match terminate_group(&job.name, &mut child, group).await {
-                Ok(_status) => Outcome::TimedOut {
-                    duration: started.elapsed(),
+                Ok(_status) => match cut {
+                    Cut::TimedOut => Outcome::TimedOut { duration: started.elapsed() },
+                    Cut::Stopped => Outcome::Stopped { duration: started.elapsed() },
                 },
                 Err(error) => Outcome::WaitFailed {
                     error: error.to_string(),
@@ -184,7 +302,7 @@ async fn execute(job: &Job) -> Outcome {
         }
     };
     output.finish(OUTPUT_DRAIN_LIMIT).await;
-    outcome
+    (outcome, Some(leader))
 }
 
 fn outcome_of(status: ExitStatus, duration: Duration) -> Outcome {

@@ -12,11 +12,22 @@
 //!   SIGKILL;
 //! - a job is never dropped and never run twice; a growing backlog is logged.
 //!
-//! This file holds the queues; `job.rs` runs one job (process group,
-//! timeout, outcome) and `output.rs` logs its output.
+//! Every finished run can be recorded in a [`Journal`] (JSON lines);
+//! script security ([`check_script`]) refuses to run as root a program
+//! others can change; [`NotifyFifo`] writes keepalived's `notify_fifo`
+//! lines without losing them silently; [`Service`] keeps a long-running
+//! helper (a FIFO reader) going.
+//!
+//! This file holds the queues; `job.rs` runs one job (security check,
+//! process group, timeout, outcome, journal entry) and `output.rs` logs its
+//! output.
 
+mod fifo;
 mod job;
+mod journal;
 mod output;
+mod security;
+mod service;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,8 +35,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use log::{debug, error, warn};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use job::{Job, KILL_GRACE, OUTPUT_DRAIN_LIMIT, Outcome};
+pub use fifo::{FIFO_QUEUE_LINES, FifoError, NotifyFifo, NotifyKind, notify_line};
+pub use job::{Job, KILL_GRACE, OUTPUT_DRAIN_LIMIT, Outcome, RunSettings};
+pub use journal::{
+    CorruptLine, DEFAULT_JOURNAL_MAX_BYTES, JOURNAL_FILE_NAME, Journal, JournalContents,
+    JournalEntry, JournalError, JournalOutcome, format_time, read_journal, rotated_path,
+};
 pub use output::{MAX_LINE_BYTES, MAX_LOGGED_LINES};
+pub use security::{RunAs, check_script};
+pub use service::Service;
 
 /// A warning is logged when a job is submitted behind this many unfinished
 /// jobs of the same queue: hooks are then slower than the events arrive.
@@ -39,6 +57,7 @@ pub const BACKLOG_WARNING: u64 = 4;
 #[derive(Clone, Default)]
 pub struct HookRunner {
     queues: Arc<Mutex<HashMap<String, Queue>>>,
+    settings: Arc<RunSettings>,
 }
 
 /// The submitting side of one queue.
@@ -56,8 +75,22 @@ struct QueuedJob {
 }
 
 impl HookRunner {
+    /// A runner with the default [`RunSettings`]: no journal, script
+    /// security on.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A runner whose jobs run with `settings`.
+    pub fn with_settings(settings: RunSettings) -> Self {
+        Self {
+            queues: Arc::default(),
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn settings(&self) -> &RunSettings {
+        &self.settings
     }
 
     /// Queues `job` behind the earlier jobs of `queue` (created on first use)
@@ -72,7 +105,7 @@ impl HookRunner {
         let mut queues = self.lock_queues();
         let target = queues
             .entry(queue.to_owned())
-            .or_insert_with(|| Queue::start(queue));
+            .or_insert_with(|| Queue::start(queue, Arc::clone(&self.settings)));
         let ahead = target.submitted - *target.finished.borrow();
         if ahead >= BACKLOG_WARNING {
             warn!(
@@ -123,10 +156,15 @@ impl HookRunner {
 
 impl Queue {
     /// Creates the queue and spawns its worker on the current runtime.
-    fn start(name: &str) -> Self {
+    fn start(name: &str, settings: Arc<RunSettings>) -> Self {
         let (jobs, pending) = mpsc::unbounded_channel();
         let (finished_tx, finished) = watch::channel(0);
-        tokio::spawn(work_through(name.to_owned(), pending, finished_tx));
+        tokio::spawn(work_through(
+            name.to_owned(),
+            settings,
+            pending,
+            finished_tx,
+        ));
         Self {
             jobs,
             submitted: 0,
@@ -139,11 +177,12 @@ impl Queue {
 /// clone is dropped and the queue is empty.
 async fn work_through(
     queue: String,
+    settings: Arc<RunSettings>,
     mut pending: mpsc::UnboundedReceiver<QueuedJob>,
     finished: watch::Sender<u64>,
 ) {
     while let Some(QueuedJob { job, reply }) = pending.recv().await {
-        let outcome = job::run(&job).await;
+        let outcome = job::run(&queue, &job, &settings, std::future::pending()).await;
         // The submitter may have dropped its receiver; the job still counts.
         let _ = reply.send(outcome);
         finished.send_modify(|done| *done += 1);

@@ -106,3 +106,50 @@ fn output_is_logged_under_the_name_and_bad_timeouts_are_refused() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("-1"));
 }
+
+#[test]
+fn journal_records_the_run_and_root_refuses_insecure_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("hooks.journal");
+    let journal_arg = journal.to_str().unwrap();
+    let output = hookrun(&[
+        "run",
+        "--name",
+        "nightly",
+        "--journal",
+        journal_arg,
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(output.status.code(), Some(4));
+    let contents = hookrun::read_journal(&journal).unwrap();
+    assert_eq!(contents.entries.len(), 1);
+    assert_eq!(contents.entries[0].queue, "nightly");
+    assert_eq!(
+        contents.entries[0].outcome,
+        hookrun::JournalOutcome::Exited { exit_code: 4 }
+    );
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    // A script anyone may rewrite, run as root: refused with 126.
+    let script = dir.path().join("open");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let output = hookrun(&["run", "--", script.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(126));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} is writable by everyone", script.display())),
+        "{stderr}"
+    );
+    let output = hookrun(&[
+        "run",
+        "--no-script-security",
+        "--",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+}

@@ -272,9 +272,8 @@ pub enum UnresolvedReason {
     /// `after-sb-1pri consensus`, and `after-sb-0pri` would drop the
     /// Primary's changes (or could not decide).
     ConsensusWouldDiscardPrimary,
-    /// A policy value hapair does not implement (`violently-as0p` and
-    /// `call-pri-lost-after-sb`: both can change data under a Primary's
-    /// users).
+    /// A policy value hapair does not implement (`violently-as0p`: it
+    /// would change data under a Primary's users).
     PolicyNotSupported {
         option: &'static str,
         value: &'static str,
@@ -286,6 +285,10 @@ pub enum UnresolvedReason {
     NoCommonBitmapId,
     /// Both nodes were connected with `--discard-my-data`.
     BothDiscardTheirData,
+    /// `call-pri-lost-after-sb`: `after-sb-0pri` would drop the changes of
+    /// Primary `node`, which calls its `pri-lost-after-sb` handler (DRBD's
+    /// users make it demote or reboot that node).
+    PrimaryLoses { node: String },
 }
 
 impl fmt::Display for UnresolvedReason {
@@ -313,6 +316,11 @@ impl fmt::Display for UnresolvedReason {
             UnresolvedReason::BothDiscardTheirData => {
                 f.write_str("both nodes were connected with --discard-my-data")
             }
+            UnresolvedReason::PrimaryLoses { node } => write!(
+                f,
+                "call-pri-lost-after-sb: after-sb-0pri would discard the changes of \
+                 Primary {node}, which calls its pri-lost-after-sb handler"
+            ),
         }
     }
 }

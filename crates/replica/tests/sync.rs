@@ -1023,15 +1023,25 @@ fn one_primary_policies() {
                 value: "violently-as0p",
             }),
         ),
+        // Least changes would drop the Primary B: B calls pri-lost-after-sb.
         (
             with(
                 AfterSb0Pri::DiscardLeastChanges,
                 AfterSb1Pri::CallPriLostAfterSb,
             ),
-            unresolved(UnresolvedReason::PolicyNotSupported {
-                option: "after-sb-1pri",
-                value: "call-pri-lost-after-sb",
-            }),
+            unresolved(UnresolvedReason::PrimaryLoses { node: "ha2".into() }),
+        ),
+        // Dropping the Secondary A is done.
+        (
+            with(
+                AfterSb0Pri::DiscardNode("ha1".into()),
+                AfterSb1Pri::CallPriLostAfterSb,
+            ),
+            split_brain(SplitBrainResolution::DiscardMine(SyncKind::Bitmap)),
+        ),
+        (
+            with(AfterSb0Pri::Disconnect, AfterSb1Pri::CallPriLostAfterSb),
+            unresolved(UnresolvedReason::PolicyIsDisconnect { primaries: 0 }),
         ),
     ];
     for (policy, expected) in cases {
@@ -1072,6 +1082,37 @@ fn two_primaries_always_disconnect() {
             "{after_sb_2pri:?}: {decision:?}"
         );
         assert_decisions(&pair, decision);
+    }
+}
+
+#[test]
+fn two_primaries_call_pri_lost_on_the_one_after_sb_0pri_drops() {
+    let events = story(
+        written_apart(2, 1),
+        &[Promote { node: A }, Promote { node: B }],
+    );
+    for (after_sb_0pri, expected) in [
+        // B changed fewer blocks: its changes would go.
+        (
+            AfterSb0Pri::DiscardLeastChanges,
+            unresolved(UnresolvedReason::PrimaryLoses { node: "ha2".into() }),
+        ),
+        (
+            AfterSb0Pri::DiscardNode("ha1".into()),
+            unresolved(UnresolvedReason::PrimaryLoses { node: "ha1".into() }),
+        ),
+        (
+            AfterSb0Pri::DiscardZeroChanges,
+            unresolved(UnresolvedReason::BothNodesChanged),
+        ),
+    ] {
+        let policy = SplitBrainPolicy {
+            after_sb_0pri,
+            after_sb_1pri: AfterSb1Pri::Disconnect,
+            after_sb_2pri: AfterSb2Pri::CallPriLostAfterSb,
+        };
+        let pair = Pair::run(["ha1", "ha2"], policy, &events);
+        assert_decisions(&pair, expected);
     }
 }
 

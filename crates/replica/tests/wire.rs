@@ -125,6 +125,7 @@ fn write_vector_with_fua_and_crc32c() {
             offset: 4096,
             epoch: 2,
             fua: true,
+            sender_diskless: false,
             integrity: Some(DigestAlgorithm::Crc32c.compute(b"abc")),
             data: data(b"abc"),
         }),
@@ -135,6 +136,64 @@ fn write_vector_with_fua_and_crc32c() {
             0, 0, 0, 0, 0, 0, 0, 2, // epoch
             1, 0x36, 0x4b, 0x3f, 0xb7, // crc32c of "abc"
             b'a', b'b', b'c',
+        ],
+    );
+}
+
+#[test]
+fn write_vector_from_a_diskless_sender() {
+    assert_vector(
+        Message::Write(Write {
+            id: 1,
+            offset: 0,
+            epoch: 1,
+            fua: false,
+            sender_diskless: true,
+            integrity: None,
+            data: data(b"z"),
+        }),
+        &[
+            b'H', b'A', b'P', b'R', 1, 0x20, 0, 2, 0, 0, 0, 26, //
+            0, 0, 0, 0, 0, 0, 0, 1, // id
+            0, 0, 0, 0, 0, 0, 0, 0, // offset
+            0, 0, 0, 0, 0, 0, 0, 1, // epoch
+            0, // no digest
+            b'z',
+        ],
+    );
+}
+
+#[test]
+fn read_request_data_and_failed_vectors() {
+    assert_vector(
+        Message::ReadRequest {
+            id: 7,
+            offset: 8192,
+            length: 4096,
+        },
+        &[
+            b'H', b'A', b'P', b'R', 1, 0x40, 0, 0, 0, 0, 0, 20, //
+            0, 0, 0, 0, 0, 0, 0, 7, // id
+            0, 0, 0, 0, 0, 0, 0x20, 0, // offset
+            0, 0, 0x10, 0, // length
+        ],
+    );
+    assert_vector(
+        Message::ReadData {
+            id: 7,
+            data: data(b"ok"),
+        },
+        &[
+            b'H', b'A', b'P', b'R', 1, 0x41, 0, 0, 0, 0, 0, 10, //
+            0, 0, 0, 0, 0, 0, 0, 7, // id
+            b'o', b'k',
+        ],
+    );
+    assert_vector(
+        Message::ReadFailed { id: 7 },
+        &[
+            b'H', b'A', b'P', b'R', 1, 0x42, 0, 0, 0, 0, 0, 8, //
+            0, 0, 0, 0, 0, 0, 0, 7,
         ],
     );
 }
@@ -258,7 +317,7 @@ fn unknown_version_type_and_flags_are_refused() {
         })
     );
     assert!(matches!(
-        decode_one(&frame(0x20, 0x0002, &[0; 26])),
+        decode_one(&frame(0x20, 0x0004, &[0; 26])),
         Err(WireError::UnknownFlags {
             message: MessageType::Write,
             ..
@@ -464,6 +523,7 @@ fn the_largest_write_fills_the_largest_frame() {
         offset: 0,
         epoch: 1,
         fua: false,
+        sender_diskless: false,
         integrity: Some(DigestAlgorithm::Sha256.compute(&[1; MAX_DATA_LEN])),
         data: Data::new(vec![1; MAX_DATA_LEN]).unwrap(),
     });
@@ -505,6 +565,7 @@ fn write_integrity_detects_damaged_data() {
             offset: 0,
             epoch: 1,
             fua: false,
+            sender_diskless: false,
             integrity: Some(algorithm.compute(b"block data")),
             data: data(b"block data"),
         };
@@ -601,18 +662,21 @@ fn state_strategy() -> impl Strategy<Value = NodeState> {
 
 fn write_strategy() -> impl Strategy<Value = Write> {
     (
-        any::<(u64, u64, u64, bool)>(),
+        any::<(u64, u64, u64, bool, bool)>(),
         prop::option::of(digest_strategy()),
         data_strategy(),
     )
-        .prop_map(|((id, offset, epoch, fua), integrity, data)| Write {
-            id,
-            offset: offset_for(offset, data.len() as u64),
-            epoch,
-            fua,
-            integrity,
-            data,
-        })
+        .prop_map(
+            |((id, offset, epoch, fua, sender_diskless), integrity, data)| Write {
+                id,
+                offset: offset_for(offset, data.len() as u64),
+                epoch,
+                fua,
+                sender_diskless,
+                integrity,
+                data,
+            },
+        )
 }
 
 fn bitmap_chunk_strategy() -> impl Strategy<Value = BitmapChunk> {
@@ -682,6 +746,10 @@ fn message_strategy() -> impl Strategy<Value = Message> {
                 digest,
             }
         }),
+        (any::<u64>(), request_strategy())
+            .prop_map(|(id, (offset, length))| Message::ReadRequest { id, offset, length }),
+        (any::<u64>(), data_strategy()).prop_map(|(id, data)| Message::ReadData { id, data }),
+        any::<u64>().prop_map(|id| Message::ReadFailed { id }),
     ]
 }
 

@@ -22,6 +22,9 @@ use crate::serve::Notice;
 
 /// Event lines kept for a slow `haadm events` reader before it misses some.
 const EVENT_BACKLOG: usize = 4096;
+/// How often the state is looked at for changes nobody announces (the
+/// progress of a resync or verify).
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Registry {
     resources: BTreeMap<String, Resource>,
@@ -43,7 +46,7 @@ impl Registry {
         for (name, resource) in &self.resources {
             let now = resource.status();
             if let Some(before) = self.reported.get(name) {
-                for line in report::change_lines(before, &now) {
+                for line in report::change_lines(before, &now, resource.peer_node_id()) {
                     // Nobody listening is fine.
                     let _ = self.events.send(line);
                 }
@@ -163,8 +166,10 @@ pub async fn run(resources: Vec<ResourceConfig>, node: String, run_dir: PathBuf)
     );
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
     loop {
         tokio::select! {
+            _ = progress.tick() => lock(&shared).publish_changes(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => { tokio::spawn(serve_control(stream, Arc::clone(&shared))); }
                 Err(error) => warn!("control socket: {error}"),
@@ -236,9 +241,11 @@ async fn stream_events(writer: &mut (impl AsyncWriteExt + Unpin), shared: &Share
     let (initial, mut changes) = {
         let registry = lock(shared);
         let lines: Vec<String> = registry
-            .statuses(None)
-            .iter()
-            .flat_map(|status| report::event_lines("exists", status))
+            .resources
+            .values()
+            .flat_map(|resource| {
+                report::event_lines("exists", &resource.status(), resource.peer_node_id())
+            })
             .collect();
         (lines, registry.events.subscribe())
     };

@@ -6,16 +6,22 @@
 //! `HAPAIR_NODE` and `HAPAIR_HANDLER`.
 //!
 //! The handlers of one resource run one at a time, in the order they were
-//! called, through `hookrun`'s queues, each with [`HANDLER_TIMEOUT`]. Every
+//! called, through `hookrun`'s queues, each with [`HANDLER_TIMEOUT`], script
+//! security (a handler run as root must be root's alone) and an entry in
+//! the hook journal (`haadm hooks`). Every
 //! call, configured or not, is announced on the events stream as events2
 //! does (`call helper ... helper:split-brain`, then `response helper ...
 //! status:N` when a handler ran), so a split brain is visible there too.
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hapair_config::{HookCommand, ResourceConfig};
-use hookrun::{HookRunner, Job, Outcome};
+use hookrun::{
+    DEFAULT_JOURNAL_MAX_BYTES, HookRunner, JOURNAL_FILE_NAME, Job, Journal, Outcome, RunSettings,
+};
 use log::{info, warn};
 use tokio::sync::mpsc;
 
@@ -36,6 +42,7 @@ pub enum Handler {
     BeforeResyncSource,
     OutOfSync,
     Disconnected,
+    PriLostAfterSb,
 }
 
 impl Handler {
@@ -50,6 +57,7 @@ impl Handler {
             Handler::BeforeResyncSource => "before-resync-source",
             Handler::OutOfSync => "out-of-sync",
             Handler::Disconnected => "disconnected",
+            Handler::PriLostAfterSb => "pri-lost-after-sb",
         }
     }
 }
@@ -70,10 +78,13 @@ pub struct Helpers {
 }
 
 impl Helpers {
+    /// Handler runs are journalled in `<run_dir>/hooks.journal`, as vrrpd's
+    /// hooks are by default, so `haadm hooks` shows both.
     pub fn new(
         config: ResourceConfig,
         node: String,
         notices: mpsc::UnboundedSender<Notice>,
+        run_dir: &Path,
     ) -> Helpers {
         let peer_name = config
             .peer(&node)
@@ -83,7 +94,13 @@ impl Helpers {
             config,
             node,
             peer_name,
-            runner: HookRunner::new(),
+            runner: HookRunner::with_settings(RunSettings {
+                journal: Some(Arc::new(Journal::new(
+                    run_dir.join(JOURNAL_FILE_NAME),
+                    DEFAULT_JOURNAL_MAX_BYTES,
+                ))),
+                ..RunSettings::default()
+            }),
             notices,
         }
     }
@@ -105,6 +122,7 @@ impl Helpers {
             Handler::BeforeResyncSource => handlers.before_resync_source.as_ref(),
             Handler::OutOfSync => handlers.out_of_sync.as_ref(),
             Handler::Disconnected => handlers.disconnected.as_ref(),
+            Handler::PriLostAfterSb => handlers.pri_lost_after_sb.as_ref(),
         }
     }
 
@@ -185,6 +203,10 @@ impl Helpers {
             };
             match &outcome {
                 Ok(outcome) if outcome.success() => {}
+                Ok(_) if handler == Handler::FencePeer && fence_peer_meaning(code).is_some() => {
+                    let meaning = fence_peer_meaning(code).expect("checked");
+                    info!("{name}: the fence-peer handler exited with {code}: {meaning}");
+                }
                 Ok(outcome) => warn!("{name}: the {handler} handler {outcome}"),
                 Err(_) => warn!("{name}: the {handler} handler was lost"),
             }
@@ -194,5 +216,35 @@ impl Helpers {
             let _ = done.send(code == 0);
         });
         Some(result)
+    }
+}
+
+/// What the exit code of a `fence-peer` handler says, as DRBD reads it;
+/// `None` for a code that means the fencing failed.
+pub fn fence_peer_meaning(code: i32) -> Option<&'static str> {
+    Some(match code {
+        3 => "the peer's disk was already Inconsistent",
+        4 => "the peer's disk is now Outdated",
+        5 => "the peer could not be reached (it is taken as down)",
+        6 => "the peer refused to be outdated: it is Primary",
+        7 => "the peer was fenced off the cluster (STONITH)",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fence_peer_codes_read_as_drbd_reads_them() {
+        assert_eq!(
+            fence_peer_meaning(4),
+            Some("the peer's disk is now Outdated")
+        );
+        assert!(fence_peer_meaning(7).is_some_and(|meaning| meaning.contains("STONITH")));
+        for failed in [0, 1, 2, 8, -1] {
+            assert_eq!(fence_peer_meaning(failed), None, "code {failed}");
+        }
     }
 }

@@ -14,9 +14,15 @@ use clap::Parser;
     about = "Replication agent of hapair: serves replicated volumes over NBD"
 )]
 struct Args {
-    /// The configuration directory (one YAML file per resource), or one file.
+    /// The configuration: hapair's directory (one YAML file per resource)
+    /// or one file, or DRBD's drbd.conf, a .res file or a drbd.d directory.
     #[arg(short = 'c', long = "config", default_value = "/etc/hapair")]
     config: PathBuf,
+    /// Start from a DRBD configuration although it asks for what hapair
+    /// does not do (dual Primary, quorum, more than two nodes, ...): such
+    /// options are ignored and such resources skipped, each with a warning.
+    #[arg(long)]
+    allow_unsupported: bool,
     /// This host's name in the configuration (default: the hostname).
     #[arg(long)]
     node: Option<String>,
@@ -31,8 +37,16 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     let node = hapair_config::this_node(args.node.clone());
-    let resources = match hapair_config::load_resources(&args.config) {
-        Ok(resources) => resources,
+    let options = hapair_config::LoadOptions {
+        allow_unsupported: args.allow_unsupported,
+    };
+    let resources = match hapair_config::load_config(&args.config, options) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                log::warn!("{warning}");
+            }
+            loaded.resources
+        }
         Err(error) => {
             eprintln!("replicad: {error}");
             return ExitCode::FAILURE;

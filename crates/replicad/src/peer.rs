@@ -4,7 +4,10 @@
 //!
 //! Who connects: the node whose name sorts first dials the peer's address
 //! every `connect-int`; the other only listens on its own address. One side
-//! dialling avoids two connections crossing each other.
+//! dialling avoids two connections crossing each other. The listener runs
+//! the handshakes of several accepted connections side by side, each with
+//! its timeout, so that a connection that sends nothing does not hold up
+//! the real peer.
 //!
 //! [`PeerLink`] is what the rest of replicad sees: the connection's state
 //! for status, and the [`Mirror`] the write path hands changes to. The
@@ -43,7 +46,10 @@ use log::{error, info, warn};
 use replica::auth::{AuthConfig, Authenticator, Progress, SharedSecret, random_challenge};
 use replica::generation::random_id;
 use replica::superblock::{Flags, NodeName, VolumeState};
-use replica::sync::{self, PeerView, SplitBrainPolicy, SyncDecision, SyncKind, SyncRole};
+use replica::sync::{
+    self, PeerView, SplitBrainPolicy, SplitBrainResolution, SyncDecision, SyncKind, SyncRole,
+    UnresolvedReason,
+};
 use replica::wire::{
     BitmapChunk, Data, DigestAlgorithm, DiskState, FrameDecoder, MAX_BITMAP_WORDS, MAX_DATA_LEN,
     Message, NodeState, ReplicationProtocol, ResourceName, Settings, StateFlags, Text, Write,
@@ -58,7 +64,7 @@ use crate::control::PeerStatus;
 use crate::helpers::{Handler, Helpers};
 use crate::pacer::ResyncPacer;
 use crate::resource::{MetadataJournal, Role, disk_state};
-use crate::serve::{Acks, Journal, Mirror, Notice, Payload, Volume};
+use crate::serve::{Acks, Journal, Mirror, Notice, Payload, PeerReads, Volume};
 
 /// Bytes of one 4 KiB bitmap block.
 const BLOCK: u64 = 4096;
@@ -76,6 +82,10 @@ const TICK: Duration = Duration::from_millis(100);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing side waits for its last message to leave.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Accepted connections whose handshake may run at the same time, so that
+/// connections that send nothing (or too little) cannot keep the real peer
+/// waiting; more are closed at once.
+const MAX_PENDING_HANDSHAKES: usize = 8;
 
 /// DRBD's connection states, as far as hapair has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +108,9 @@ enum Replication {
     VerifyT,
 }
 
+/// A Diskless node's read asked of the peer: its length, and who waits.
+type PendingRead = (u64, oneshot::Sender<Option<Vec<u8>>>);
+
 struct LinkState {
     connection: Connection,
     /// Why the link is StandAlone, and whether that is a split brain.
@@ -114,6 +127,9 @@ struct LinkState {
     epoch: u64,
     writes_in_epoch: u32,
     pending_barriers: HashMap<u64, oneshot::Sender<bool>>,
+    /// A Diskless node's reads asked of the peer: id → (length, waiter).
+    next_read_id: u64,
+    pending_reads: HashMap<u64, PendingRead>,
     /// The transfer log: ranges mirrored in epochs whose BarrierAck has not
     /// arrived, so not known durable on the peer.
     transfer_log: Vec<(u64, Range<u64>)>,
@@ -165,6 +181,8 @@ impl PeerLink {
                 epoch: 1,
                 writes_in_epoch: 0,
                 pending_barriers: HashMap::new(),
+                next_read_id: 1,
+                pending_reads: HashMap::new(),
                 transfer_log: Vec::new(),
                 resync_total: 0,
                 resync_done: 0,
@@ -197,6 +215,13 @@ impl PeerLink {
             && state
                 .peer
                 .is_some_and(|peer| peer.role == replica::wire::Role::Primary)
+    }
+
+    /// True when the connected peer has no disk (it detached it).
+    pub fn peer_is_diskless(&self) -> bool {
+        let state = self.lock();
+        state.connection == Connection::Connected
+            && state.peer.is_some_and(|peer| peer.disk == DiskState::Diskless)
     }
 
     /// The local role or disk state changed: tell the peer.
@@ -268,6 +293,7 @@ impl PeerLink {
         state.outgoing = None;
         state.pending_writes.clear();
         state.pending_barriers.clear();
+        state.pending_reads.clear();
         state.connection = connection;
         state.standalone_reason = reason;
         state.split_brain = split_brain;
@@ -296,9 +322,33 @@ impl PeerLink {
         }
     }
 
+    /// Answers a Diskless node's read with the peer's data, or `None` when
+    /// the peer could not read it. An answer of another length than asked
+    /// is a protocol error.
+    fn complete_read(&self, id: u64, data: Option<Vec<u8>>) -> Result<(), String> {
+        let Some((length, waiter)) = self.lock().pending_reads.remove(&id) else {
+            return Err(format!(
+                "protocol error: answer to read {id}, which was not asked"
+            ));
+        };
+        if let Some(data) = &data
+            && data.len() as u64 != length
+        {
+            let _ = waiter.send(None);
+            return Err(format!(
+                "protocol error: read {id} asked for {length} bytes, {} came",
+                data.len()
+            ));
+        }
+        let _ = waiter.send(data);
+        Ok(())
+    }
+
     fn has_outstanding(&self) -> bool {
         let state = self.lock();
-        !state.pending_writes.is_empty() || !state.pending_barriers.is_empty()
+        !state.pending_writes.is_empty()
+            || !state.pending_barriers.is_empty()
+            || !state.pending_reads.is_empty()
     }
 }
 
@@ -316,6 +366,7 @@ impl Mirror for PeerLink {
         offset: u64,
         payload: Payload<'_>,
         fua: bool,
+        diskless: bool,
         absent: &mut dyn FnMut(),
     ) -> Option<Acks> {
         let mut state = self.lock();
@@ -342,10 +393,11 @@ impl Mirror for PeerLink {
                 offset: offset + done,
                 epoch: state.epoch,
                 fua,
+                sender_diskless: diskless,
                 integrity: state.integrity.map(|algorithm| algorithm.compute(&bytes)),
                 data: Data::new(bytes).expect("at most MAX_DATA_LEN bytes, at least one"),
             };
-            if state.protocol != ReplicationProtocol::A {
+            if state.protocol != ReplicationProtocol::A || diskless {
                 let (waiter, ack) = oneshot::channel();
                 state.pending_writes.insert(id, waiter);
                 acks.push(ack);
@@ -365,19 +417,51 @@ impl Mirror for PeerLink {
         Some(acks)
     }
 
-    fn barrier(&self) -> Option<oneshot::Receiver<bool>> {
+    fn barrier(&self, diskless: bool) -> Option<oneshot::Receiver<bool>> {
         let mut state = self.lock();
         let out = state.outgoing.clone()?;
         let (epoch, writes) = (state.epoch, state.writes_in_epoch);
         state.epoch += 1;
         state.writes_in_epoch = 0;
-        let ack = (state.protocol == ReplicationProtocol::C).then(|| {
+        let ack = (state.protocol == ReplicationProtocol::C || diskless).then(|| {
             let (waiter, ack) = oneshot::channel();
             state.pending_barriers.insert(epoch, waiter);
             ack
         });
         let _ = out.send(frame(&Message::Barrier { epoch, writes }));
         ack
+    }
+
+    fn read(&self, range: Range<u64>) -> Option<PeerReads> {
+        let mut state = self.lock();
+        let out = state.outgoing.clone()?;
+        if state
+            .peer
+            .is_none_or(|peer| peer.disk != DiskState::UpToDate)
+        {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut offset = range.start;
+        while offset < range.end {
+            let length = (range.end - offset).min(MAX_DATA_LEN as u64);
+            let id = state.next_read_id;
+            state.next_read_id += 1;
+            let (waiter, answer) = oneshot::channel();
+            state.pending_reads.insert(id, (length, waiter));
+            parts.push(answer);
+            let _ = out.send(frame(&Message::ReadRequest {
+                id,
+                offset,
+                length: length as u32,
+            }));
+            offset += length;
+        }
+        Some(parts)
+    }
+
+    fn disk_state_changed(&self) {
+        self.state_changed();
     }
 }
 
@@ -526,20 +610,14 @@ async fn run(context: LinkContext) {
         }
     };
     loop {
-        let stream = match &listener {
-            Some(listener) => match listener.accept().await {
-                Ok((stream, from)) => {
-                    info!("{name}: connection from {from}");
-                    stream
-                }
-                Err(accept_error) => {
-                    warn!("{name}: accepting a peer connection failed: {accept_error}");
-                    tokio::time::sleep(TICK).await;
-                    continue;
-                }
-            },
+        let (opened, handshaken) = match &listener {
+            Some(listener) => accept_handshaken(&context, listener).await,
             None => match dial(peer_address).await {
-                Ok(stream) => stream,
+                Ok(stream) => {
+                    let mut opened = open(stream);
+                    let handshaken = handshake(&context, &mut opened.wire).await;
+                    (opened, handshaken)
+                }
                 Err(dial_error) => {
                     log::debug!("{name}: cannot reach {peer_name} at {peer_address}: {dial_error}");
                     tokio::time::sleep(connect_int).await;
@@ -547,8 +625,7 @@ async fn run(context: LinkContext) {
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let ended = session(&context, stream).await;
+        let ended = session(&context, opened, handshaken).await;
         if context.link.is_connected() {
             lost_peer_handlers(&context);
         }
@@ -643,10 +720,39 @@ impl Wire {
     }
 }
 
+/// A connection: its receiving [`Wire`] and the task that writes what is
+/// sent.
+struct Opened {
+    wire: Wire,
+    writer: JoinHandle<()>,
+}
+
+fn open(stream: TcpStream) -> Opened {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer_half) = stream.into_split();
+    let (out, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = queue.recv().await {
+            if writer_half.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer_half.shutdown().await;
+    });
+    let wire = Wire {
+        reader,
+        decoder: FrameDecoder::new(),
+        buffer: vec![0; 256 * 1024],
+        out,
+        last_received: Instant::now(),
+    };
+    Opened { wire, writer }
+}
+
 /// Sends what is queued, then closes.
-async fn close(writer: JoinHandle<()>, wire: Wire) {
-    drop(wire);
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+async fn close(opened: Opened) {
+    drop(opened.wire);
+    let _ = tokio::time::timeout(CLOSE_GRACE, opened.writer).await;
 }
 
 /// Cleans up the link however a session ends (also when aborted).
@@ -658,38 +764,76 @@ impl Drop for SessionGuard<'_> {
         state.outgoing = None;
         state.pending_writes.clear();
         state.pending_barriers.clear();
+        state.pending_reads.clear();
     }
 }
 
-async fn session(context: &Arc<LinkContext>, stream: TcpStream) -> Ended {
-    let (reader, mut writer_half) = stream.into_split();
-    let (out, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = queue.recv().await {
-            if writer_half.write_all(&bytes).await.is_err() {
-                return;
+/// Accepts connections and runs their handshakes side by side (at most
+/// [`MAX_PENDING_HANDSHAKES`]), until one ends other than in a refusal to
+/// retry: that connection is the session's; the other pending ones are
+/// closed. Refused ones are logged and closed.
+async fn accept_handshaken(
+    context: &Arc<LinkContext>,
+    listener: &TcpListener,
+) -> (Opened, Result<(), Ended>) {
+    let name = &context.config.name;
+    let mut pending = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, from)) if pending.len() >= MAX_PENDING_HANDSHAKES => {
+                    warn!(
+                        "{name}: connection from {from} closed: {MAX_PENDING_HANDSHAKES} \
+                         handshakes are pending already"
+                    );
+                    drop(stream);
+                }
+                Ok((stream, from)) => {
+                    info!("{name}: connection from {from}");
+                    let context = Arc::clone(context);
+                    pending.spawn(async move {
+                        let mut opened = open(stream);
+                        let handshaken = handshake(&context, &mut opened.wire).await;
+                        (from, opened, handshaken)
+                    });
+                }
+                Err(accept_error) => {
+                    warn!("{name}: accepting a peer connection failed: {accept_error}");
+                    tokio::time::sleep(TICK).await;
+                }
+            },
+            Some(joined) = pending.join_next(), if !pending.is_empty() => {
+                let Ok((from, opened, handshaken)) = joined else {
+                    continue;
+                };
+                match handshaken {
+                    Err(Ended::Retry(reason)) => {
+                        warn!("{name}: connection from {from} refused: {reason}");
+                        tokio::spawn(close(opened));
+                    }
+                    handshaken => return (opened, handshaken),
+                }
             }
         }
-        let _ = writer_half.shutdown().await;
-    });
-    let mut wire = Wire {
-        reader,
-        decoder: FrameDecoder::new(),
-        buffer: vec![0; 256 * 1024],
-        out,
-        last_received: Instant::now(),
-    };
+    }
+}
+
+async fn session(
+    context: &Arc<LinkContext>,
+    mut opened: Opened,
+    handshaken: Result<(), Ended>,
+) -> Ended {
     let _guard = SessionGuard(&context.link);
-    let ended = match handshake(context, &mut wire).await {
-        Ok(()) => connected(context, &mut wire).await,
+    let ended = match handshaken {
+        Ok(()) => connected(context, &mut opened.wire).await,
         Err(ended) => ended,
     };
     if let Ended::StandAlone { reason, .. } = &ended {
-        wire.send(&Message::Disconnect {
+        opened.wire.send(&Message::Disconnect {
             reason: Text::new(reason),
         });
     }
-    close(writer, wire).await;
+    close(opened).await;
     ended
 }
 
@@ -998,16 +1142,28 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
         };
     }
     let my_flags = context.journal.lock().superblock().state.flags;
-    let decision = sync::decide(
-        &view(&mine, my_flags, &context.node),
-        &view(&theirs, volume_state_of(&theirs).flags, peer_name),
-        &split_brain_policy(&context.config),
-    );
+    let decision = if mine.disk == DiskState::Diskless || theirs.disk == DiskState::Diskless {
+        // A Diskless node has no data to compare or sync: it is served
+        // through its peer, which records what it misses.
+        SyncDecision::NoSync
+    } else {
+        sync::decide(
+            &view(&mine, my_flags, &context.node),
+            &view(&theirs, volume_state_of(&theirs).flags, peer_name),
+            &split_brain_policy(&context.config),
+        )
+    };
     info!("{name}: connected to {peer_name}: {decision}");
-    if matches!(decision, SyncDecision::SplitBrain { .. }) {
+    if let SyncDecision::SplitBrain { resolution } = &decision {
         context.helpers.call(Handler::InitialSplitBrain);
         if decision.refuses_connection() {
             context.helpers.call(Handler::SplitBrain);
+        }
+        if let SplitBrainResolution::Unresolved(UnresolvedReason::PrimaryLoses { node }) =
+            resolution
+            && *node == context.node
+        {
+            context.helpers.call(Handler::PriLostAfterSb);
         }
     }
     if decision.refuses_connection() {
@@ -1077,6 +1233,10 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     warn!("{name}: {mark_error}");
                 }
             }
+            // Progress counts against this node's bitmap until the peer's
+            // is merged in.
+            state.resync_total = metadata.bitmap().dirty_bytes();
+            state.resync_done = 0;
             bitmap_words(&metadata)
         })
     };
@@ -1120,23 +1280,22 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 Err(reason) => return Ended::Retry(reason),
             },
             _ = tick.tick() => {
+                // Only a missing PingAck ends the connection: a peer that
+                // answers pings is alive, however slow its disk.
                 let silent = wire.last_received.elapsed();
+                let waiting = context.link.has_outstanding()
+                    || target.as_ref().is_some_and(|t| !t.requests.is_empty());
                 if let Some(sent) = ping_sent {
                     if sent.elapsed() > net.ping_timeout {
                         return Ended::Retry(format!(
-                            "PingAck did not arrive within ping-timeout {:?}", net.ping_timeout
+                            "PingAck did not arrive within ping-timeout {:?} \
+                             (nothing heard for {silent:?})",
+                            net.ping_timeout
                         ));
                     }
-                } else if silent > net.ping_int {
+                } else if silent > net.ping_int || waiting && silent > net.timeout {
                     wire.send(&Message::Ping);
                     ping_sent = Some(Instant::now());
-                }
-                let waiting = context.link.has_outstanding()
-                    || target.as_ref().is_some_and(|t| !t.requests.is_empty());
-                if waiting && silent > net.timeout.max(net.ping_timeout) {
-                    return Ended::Retry(format!(
-                        "the peer answered nothing for {silent:?} (timeout {:?})", net.timeout
-                    ));
                 }
                 continue;
             }
@@ -1218,7 +1377,15 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 }
                 received_in_epoch += 1;
                 let protocol = context.link.lock().protocol;
-                if protocol == ReplicationProtocol::B {
+                // A Diskless sender's write exists only here: it is out of
+                // sync with the sender, and acknowledged once written.
+                let ack_written = protocol == ReplicationProtocol::C || write.sender_diskless;
+                if write.sender_diskless {
+                    let length = write.data.len() as u64;
+                    context
+                        .journal
+                        .out_of_sync(write.offset..write.offset + length);
+                } else if protocol == ReplicationProtocol::B {
                     wire.send(&Message::RecvAck { id: write.id });
                 }
                 let volume = Arc::clone(&context.volume);
@@ -1231,7 +1398,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                         .apply_from_peer(write.offset, write.data.into_vec(), write.fua)
                         .await
                     {
-                        Ok(()) if protocol == ReplicationProtocol::C => Message::WriteAck { id },
+                        Ok(()) if ack_written => Message::WriteAck { id },
                         Ok(()) => return,
                         Err(write_error) => {
                             error!("{resource}: cannot apply the peer's write {id}: {write_error}");
@@ -1285,6 +1452,8 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                         return Ended::Retry(begin_error);
                     }
                     resync.ready = true;
+                } else if chunk.is_last() {
+                    begin_as_source(context);
                 }
             }
             Message::ResyncRequest { offset, length } => {
@@ -1382,6 +1551,29 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     compare_digest(context, wire, running, offset, &digest).await
                 {
                     return Ended::Retry(verify_error);
+                }
+            }
+            Message::ReadRequest { id, offset, length } => {
+                let range = offset..offset.saturating_add(u64::from(length));
+                match context.volume.read_range(range.clone()).await {
+                    Ok(data) => wire.send(&Message::ReadData {
+                        id,
+                        data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
+                    }),
+                    Err(read_error) => {
+                        warn!("{name}: cannot read {range:?} for the Diskless peer: {read_error}");
+                        wire.send(&Message::ReadFailed { id });
+                    }
+                }
+            }
+            Message::ReadData { id, data } => {
+                if let Err(read_error) = context.link.complete_read(id, Some(data.into_vec())) {
+                    return Ended::Retry(read_error);
+                }
+            }
+            Message::ReadFailed { id } => {
+                if let Err(read_error) = context.link.complete_read(id, None) {
+                    return Ended::Retry(read_error);
                 }
             }
             Message::Settings(_) => {
@@ -1485,6 +1677,17 @@ fn begin_as_target(context: &LinkContext) -> Result<(), String> {
         context.config.name
     );
     Ok(())
+}
+
+/// The sync source has both bitmaps: what is dirty now is what the resync
+/// copies, the total its progress counts against.
+fn begin_as_source(context: &LinkContext) {
+    let total = context.journal.lock().bitmap().dirty_bytes();
+    let mut link = context.link.lock();
+    if link.replication == Replication::SyncSource {
+        link.resync_total = total;
+        link.resync_done = 0;
+    }
 }
 
 /// Asks for dirty ranges until the window is full.

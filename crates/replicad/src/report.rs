@@ -43,17 +43,24 @@ pub fn status_text(resources: &[ResourceStatus]) -> String {
 }
 
 /// The events2 lines that describe `resource`, each prefixed by `action`
-/// (`exists`, `create`, `change` or `destroy`).
-pub fn event_lines(action: &str, resource: &ResourceStatus) -> Vec<String> {
+/// (`exists`, `create`, `change` or `destroy`). `peer_node_id` names the
+/// peer as DRBD 9 does (`peer-node-id:N`). While a resync or verify runs,
+/// the peer-device line carries its progress (`done:NN.NN`), so each step
+/// of it is a change.
+pub fn event_lines(action: &str, resource: &ResourceStatus, peer_node_id: usize) -> Vec<String> {
     let name = &resource.name;
     let peer = &resource.peer;
+    let done = peer
+        .done
+        .map_or(String::new(), |done| format!(" done:{done:.2}"));
     vec![
         format!(
             "{action} resource name:{name} role:{} suspended:no",
             resource.role
         ),
         format!(
-            "{action} connection name:{name} conn-name:{} connection:{} role:{}",
+            "{action} connection name:{name} peer-node-id:{peer_node_id} conn-name:{} \
+             connection:{} role:{}",
             peer.name, peer.connection, peer.role
         ),
         format!(
@@ -62,7 +69,8 @@ pub fn event_lines(action: &str, resource: &ResourceStatus) -> Vec<String> {
             if resource.open_count > 0 { "yes" } else { "no" }
         ),
         format!(
-            "{action} peer-device name:{name} conn-name:{} volume:0 replication:{} peer-disk:{}",
+            "{action} peer-device name:{name} peer-node-id:{peer_node_id} conn-name:{} volume:0 \
+             replication:{} peer-disk:{}{done}",
             peer.name, peer.replication, peer.disk
         ),
     ]
@@ -70,10 +78,14 @@ pub fn event_lines(action: &str, resource: &ResourceStatus) -> Vec<String> {
 
 /// The `change` lines between two snapshots of one resource: only the
 /// objects whose line differs.
-pub fn change_lines(before: &ResourceStatus, after: &ResourceStatus) -> Vec<String> {
-    event_lines("exists", before)
+pub fn change_lines(
+    before: &ResourceStatus,
+    after: &ResourceStatus,
+    peer_node_id: usize,
+) -> Vec<String> {
+    event_lines("exists", before, peer_node_id)
         .into_iter()
-        .zip(event_lines("change", after))
+        .zip(event_lines("change", after, peer_node_id))
         .filter(|(old, new)| old.strip_prefix("exists") != new.strip_prefix("change"))
         .map(|(_, new)| new)
         .collect()
@@ -154,14 +166,55 @@ mod tests {
         let lines = change_lines(
             &resource("Secondary", "UpToDate"),
             &resource("Primary", "UpToDate"),
+            1,
         );
         assert_eq!(lines, ["change resource name:r0 role:Primary suspended:no"]);
         assert!(
             change_lines(
                 &resource("Primary", "UpToDate"),
-                &resource("Primary", "UpToDate")
+                &resource("Primary", "UpToDate"),
+                1
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn resync_states_and_progress_are_peer_device_changes() {
+        let established = {
+            let mut r = resource("Primary", "UpToDate");
+            r.peer.connection = "Connected".into();
+            r.peer.role = "Secondary".into();
+            r.peer.disk = "UpToDate".into();
+            r.peer.replication = "Established".into();
+            r
+        };
+        let mut syncing = established.clone();
+        syncing.peer.replication = "SyncSource".into();
+        syncing.peer.disk = "Inconsistent".into();
+        syncing.peer.done = Some(0.0);
+        assert_eq!(
+            change_lines(&established, &syncing, 1),
+            [
+                "change peer-device name:r0 peer-node-id:1 conn-name:ha2 volume:0 \
+              replication:SyncSource peer-disk:Inconsistent done:0.00"
+            ]
+        );
+        let mut further = syncing.clone();
+        further.peer.done = Some(42.1);
+        assert_eq!(
+            change_lines(&syncing, &further, 1),
+            [
+                "change peer-device name:r0 peer-node-id:1 conn-name:ha2 volume:0 \
+              replication:SyncSource peer-disk:Inconsistent done:42.10"
+            ]
+        );
+        assert_eq!(
+            change_lines(&further, &established, 1),
+            [
+                "change peer-device name:r0 peer-node-id:1 conn-name:ha2 volume:0 \
+              replication:Established peer-disk:UpToDate"
+            ]
         );
     }
 }

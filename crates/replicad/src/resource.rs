@@ -161,6 +161,18 @@ impl Resource {
         &self.config.name
     }
 
+    /// The peer's node id as events show it (`peer-node-id:N`): its place
+    /// among the resource's nodes sorted by name, counting from 0, since
+    /// hapair's configuration has no node ids of its own.
+    pub fn peer_node_id(&self) -> usize {
+        let (peer, _) = self.config.peer(&self.node).expect("checked in new");
+        self.config
+            .nodes
+            .keys()
+            .position(|name| name == peer)
+            .expect("the peer is one of the nodes")
+    }
+
     fn paths(&self) -> VolumePaths {
         let local = self
             .config
@@ -228,6 +240,7 @@ impl Resource {
             self.config.clone(),
             self.node.clone(),
             notices.clone(),
+            &self.run_dir,
         ));
         let volume = Arc::new(Volume::new(
             self.name().to_string(),
@@ -353,6 +366,17 @@ impl Resource {
         let primary = *lock(&attached.role) == Role::Primary;
         peer::stopped(&self.link, Some((&attached.journal, primary)));
         let _ = fs::remove_file(&attached.socket_path);
+        if attached.volume.is_detached() {
+            // The failed disk may refuse even the metadata: the next `up`
+            // then treats the stop as a crash, which only adds to the resync.
+            if let Err(error) = attached.journal.lock().mark_clean_shutdown() {
+                warn!(
+                    "{}: the detached disk's metadata could not be closed: {error}",
+                    self.name()
+                );
+            }
+            return Ok(());
+        }
         attached.volume.sync().map_err(io_failure)?;
         attached
             .journal
@@ -433,10 +457,13 @@ impl Resource {
         }
         *role = Role::Secondary;
         drop(role);
-        attached.volume.sync().map_err(io_failure)?;
+        // A detached disk has nothing of the volume's to make durable.
+        if !attached.volume.is_detached() {
+            attached.volume.sync().map_err(io_failure)?;
+        }
         // Close the epoch: its BarrierAck empties the transfer log, so a
         // later link loss does not take the last writes for unconfirmed.
-        drop(self.link.barrier());
+        drop(self.link.barrier(false));
         let mut metadata = attached.journal.lock();
         metadata.flush_bitmap().map_err(io_failure)?;
         metadata
@@ -454,9 +481,21 @@ impl Resource {
         let name = self.name();
         self.attached()?;
         let (peer_name, _) = self.config.peer(&self.node).expect("checked in new");
+        if self.attached()?.volume.is_detached() || self.link.peer_is_diskless() {
+            let who = if self.link.peer_is_diskless() {
+                peer_name
+            } else {
+                self.node.as_str()
+            };
+            return Err(refused(format!(
+                "{name}: cannot {what}: {who} is Diskless (its disk was detached after an I/O error; \
+                 attach it again with haadm down and up on {who})"
+            )));
+        }
         if !self.link.is_established() {
             return Err(refused(format!(
-                "{name}: cannot {what}: the link to {peer_name} is not Connected and idle                  (connect it, and wait for a running resync or verify to end)"
+                "{name}: cannot {what}: the link to {peer_name} is not Connected and idle \
+                 (connect it, and wait for a running resync or verify to end)"
             )));
         }
         Ok(peer_name.to_string())
@@ -469,7 +508,8 @@ impl Resource {
             return Err((
                 Failure::Invalid,
                 format!(
-                    "{name}: cannot verify: net.verify-alg is not set; set it to crc32c,                      sha256 or blake3 in the resource's configuration on both nodes"
+                    "{name}: cannot verify: net.verify-alg is not set; set it to crc32c, \
+                     sha256 or blake3 in the resource's configuration on both nodes"
                 ),
             ));
         }
@@ -536,7 +576,8 @@ impl Resource {
             return Err((
                 Failure::Invalid,
                 format!(
-                    "{name}: new-current-uuid is only supported with --clear-bitmap                      (to skip the initial sync of a fresh pair)"
+                    "{name}: new-current-uuid is only supported with --clear-bitmap \
+                     (to skip the initial sync of a fresh pair)"
                 ),
             ));
         }
@@ -551,7 +592,8 @@ impl Resource {
             .is_just_created();
         if !fresh_here || !self.link.peer_is_just_created() {
             return Err(refused(format!(
-                "{name}: cannot skip the initial sync: the metadata of this node and of                  {peer_name} must both be just created (haadm create-md) and never synced"
+                "{name}: cannot skip the initial sync: the metadata of this node and of \
+                 {peer_name} must both be just created (haadm create-md) and never synced"
             )));
         }
         let mut metadata = attached.journal.lock();

@@ -15,6 +15,14 @@
 //!
 //! The peer link uses [`Volume::apply_from_peer`] and [`Volume::read_range`]
 //! for mirrored writes and resync, under the same [`RangeLock`].
+//!
+//! With `on-io-error detach`, a request that fails on the backing disk makes
+//! the volume Diskless, and that request and every later one is served
+//! through the peer: reads are asked of it (`ReadRequest`), changes go to it
+//! only and are answered after its WriteAck, FLUSH after its BarrierAck. The
+//! peer records what it got this way as out of sync with this node, so that
+//! a re-attached disk is resynced. Without a peer that is UpToDate a
+//! Diskless volume answers EIO.
 
 use std::fs::File;
 use std::io;
@@ -63,19 +71,32 @@ pub trait Mirror: Send + Sync {
     /// Sends the change at `offset` to the peer and returns the
     /// acknowledgements to wait for; `None` when no peer takes it, after
     /// `absent` ran under the lock that orders it against a connect (so the
-    /// bitmap a connect sends includes the range).
+    /// bitmap a connect sends includes the range). From a Diskless node
+    /// (`diskless`), the change is marked so, and its WriteAck is awaited
+    /// whatever the protocol.
     fn replicate(
         &self,
         offset: u64,
         payload: Payload<'_>,
         fua: bool,
+        diskless: bool,
         absent: &mut dyn FnMut(),
     ) -> Option<Acks>;
     /// Closes the current epoch with a barrier; the receiver resolves once
     /// the peer made every earlier write durable. `None` without a peer, or
-    /// when the protocol does not wait for it.
-    fn barrier(&self) -> Option<oneshot::Receiver<bool>>;
+    /// when the protocol does not wait for it and this node is not
+    /// `diskless`.
+    fn barrier(&self, diskless: bool) -> Option<oneshot::Receiver<bool>>;
+    /// A Diskless node's read: asks the peer for `range` and returns the
+    /// answers to wait for, in order (`None` for a part the peer could not
+    /// read); `None` when no UpToDate peer is connected.
+    fn read(&self, range: Range<u64>) -> Option<PeerReads>;
+    /// The local disk state changed (the disk was detached): tell the peer.
+    fn disk_state_changed(&self);
 }
+
+/// The parts of a read served by the peer, in order.
+pub type PeerReads = Vec<oneshot::Receiver<Option<Vec<u8>>>>;
 
 /// Something the daemon must hear about.
 #[derive(Debug)]
@@ -143,35 +164,104 @@ impl Volume {
         self.file.sync_data()
     }
 
-    /// Runs one request against the backing store.
+    /// Runs one request against the backing store, or through the peer
+    /// once the disk is detached.
     async fn execute(self: Arc<Self>, command: Command) -> Result<Reply, Errno> {
-        if self.is_detached() {
-            return Err(Errno::Io);
-        }
         let range = command.range();
         let _held = match &range {
             Some(range) => Some(self.ranges.acquire(range.clone(), command.is_write()).await),
             None => None,
         };
-        let volume = Arc::clone(&self);
-        let result = blocking(move || volume.execute_blocking(command)).await;
-        let result = match result {
-            Ok(Executed::Changed { range, acks }) => {
-                self.await_peer(range, acks).await;
-                Ok(Reply::Done)
+        let command = Arc::new(command);
+        if !self.is_detached() {
+            let (volume, local) = (Arc::clone(&self), Arc::clone(&command));
+            let error = match blocking(move || volume.execute_blocking(&local)).await {
+                Ok(executed) => return Ok(self.complete(executed).await),
+                Err(error) => error,
+            };
+            if self.on_io_error != OnIoError::Detach {
+                return Err(self.io_failed(&error));
             }
-            Ok(Executed::Flushed) => {
-                if let Some(ack) = self.mirror.barrier() {
+            self.detach(&error);
+        }
+        self.execute_diskless(&command).await.map_err(|error| {
+            warn!(
+                "{}: Diskless: a request served through the peer failed: {error}",
+                self.name
+            );
+            Errno::Io
+        })
+    }
+
+    /// Waits for what the peer still owes a request done on the local disk.
+    async fn complete(&self, executed: Executed) -> Reply {
+        match executed {
+            Executed::Changed { range, acks } => {
+                self.await_peer(range, acks).await;
+                Reply::Done
+            }
+            Executed::Flushed => {
+                if let Some(ack) = self.mirror.barrier(false) {
                     // A lost link marks what the peer lacks; the local
                     // flush is what this answer guarantees then.
                     let _ = ack.await;
                 }
-                Ok(Reply::Done)
+                Reply::Done
             }
-            Ok(Executed::Answered(reply)) => Ok(reply),
-            Err(error) => Err(error),
+            Executed::Answered(reply) => reply,
+        }
+    }
+
+    /// Serves a request of a Diskless volume through the peer: the answer
+    /// is the peer's, and without it the request fails.
+    async fn execute_diskless(&self, command: &Command) -> io::Result<Reply> {
+        let no_peer = || io::Error::other("the disk is detached and no UpToDate peer is connected");
+        let change = |offset: u64, payload: Payload<'_>, fua: bool| {
+            self.mirror
+                .replicate(offset, payload, fua, true, &mut || {})
+                .ok_or_else(no_peer)
         };
-        result.map_err(|error| self.io_failed(&error))
+        let acks = match command {
+            Command::Read { offset, length } => {
+                let parts = self
+                    .mirror
+                    .read(*offset..*offset + u64::from(*length))
+                    .ok_or_else(no_peer)?;
+                let mut data = Vec::with_capacity(*length as usize);
+                for part in parts {
+                    let part = part.await.ok().flatten().ok_or_else(|| {
+                        io::Error::other("the peer could not read the range, or the link dropped")
+                    })?;
+                    data.extend_from_slice(&part);
+                }
+                return Ok(Reply::Data(data));
+            }
+            Command::Write { offset, data, fua } => change(*offset, Payload::Data(data), *fua)?,
+            Command::Trim {
+                offset,
+                length,
+                fua,
+            }
+            | Command::WriteZeroes {
+                offset,
+                length,
+                fua,
+                ..
+            } => change(*offset, Payload::Zeroes(u64::from(*length)), *fua)?,
+            Command::Flush => {
+                let ack = self.mirror.barrier(true).ok_or_else(no_peer)?;
+                vec![ack]
+            }
+            Command::BlockStatus { .. } => return Ok(Reply::Done),
+        };
+        for ack in acks {
+            if !ack.await.unwrap_or(false) {
+                return Err(io::Error::other(
+                    "the peer did not acknowledge the change (link lost, or its disk failed)",
+                ));
+            }
+        }
+        Ok(Reply::Done)
     }
 
     /// Waits for the peer's acknowledgements of a change; a change the peer
@@ -196,6 +286,9 @@ impl Volume {
         fua: bool,
     ) -> io::Result<()> {
         let range = offset..offset.saturating_add(payload.len() as u64);
+        if self.is_detached() {
+            return Err(io::Error::other("the disk is detached (Diskless)"));
+        }
         if range.end > self.size {
             return Err(io::Error::other(format!(
                 "the peer wrote {range:?}, beyond the end of the volume ({} bytes)",
@@ -216,6 +309,9 @@ impl Volume {
 
     /// Reads `range` for the peer (resync), ordered against local writes.
     pub async fn read_range(self: &Arc<Self>, range: Range<u64>) -> io::Result<Vec<u8>> {
+        if self.is_detached() {
+            return Err(io::Error::other("the disk is detached (Diskless)"));
+        }
         if range.end > self.size || range.start > range.end {
             return Err(io::Error::other(format!(
                 "the peer asked for {range:?}, outside the volume ({} bytes)",
@@ -238,17 +334,21 @@ impl Volume {
         blocking(move || volume.sync()).await
     }
 
-    fn execute_blocking(&self, command: Command) -> io::Result<Executed> {
-        match command {
+    fn execute_blocking(&self, command: &Command) -> io::Result<Executed> {
+        match *command {
             Command::Read { offset, length } => {
                 let mut data = vec![0u8; length as usize];
                 self.file.read_exact_at(&mut data, offset)?;
                 Ok(Executed::Answered(Reply::Data(data)))
             }
-            Command::Write { offset, data, fua } => {
+            Command::Write {
+                offset,
+                ref data,
+                fua,
+            } => {
                 let range = offset..offset + data.len() as u64;
-                self.change(range, Payload::Data(&data), fua, || {
-                    self.file.write_all_at(&data, offset)
+                self.change(range, Payload::Data(data), fua, || {
+                    self.file.write_all_at(data, offset)
                 })
             }
             Command::Trim {
@@ -293,12 +393,16 @@ impl Volume {
         apply: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<Executed> {
         self.journal.before_write(range.clone())?;
-        let acks = self.mirror.replicate(range.start, payload, fua, &mut || {
-            self.journal.out_of_sync(range.clone())
-        });
-        apply()?;
-        if fua {
-            self.file.sync_data()?;
+        let acks = self
+            .mirror
+            .replicate(range.start, payload, fua, false, &mut || {
+                self.journal.out_of_sync(range.clone())
+            });
+        let applied = apply().and_then(|()| if fua { self.file.sync_data() } else { Ok(()) });
+        if let Err(error) = applied {
+            // The activity log entry ends with the failed attempt.
+            self.journal.after_write(range);
+            return Err(error);
         }
         Ok(Executed::Changed { range, acks })
     }
@@ -327,33 +431,35 @@ impl Volume {
         Ok(())
     }
 
-    /// Applies `on-io-error` to a failed request and says what the client gets.
+    /// Applies `on-io-error` `pass_on` or `call-local-io-error` to a failed
+    /// request and says what the client gets.
     fn io_failed(&self, error: &io::Error) -> Errno {
-        match self.on_io_error {
-            OnIoError::PassOn => {
-                warn!("{}: I/O error passed on to the client: {error}", self.name);
-            }
-            OnIoError::CallLocalIoError => {
-                warn!(
-                    "{}: I/O error passed on to the client: {error}; calling the local-io-error handler",
-                    self.name
-                );
-                self.helpers.call(Handler::LocalIoError);
-            }
-            OnIoError::Detach => {
-                if !self.detached.swap(true, Ordering::SeqCst) {
-                    error!(
-                        "{}: I/O error on the backing disk: {error}; detached (on-io-error detach): \
-                         the volume is Diskless and every request fails until it is brought down and up again",
-                        self.name
-                    );
-                    let _ = self.helpers.notices().send(Notice::Detached {
-                        error: error.to_string(),
-                    });
-                }
-            }
+        warn!("{}: I/O error passed on to the client: {error}", self.name);
+        if self.on_io_error == OnIoError::CallLocalIoError {
+            info!("{}: calling the local-io-error handler", self.name);
+            self.helpers.call(Handler::LocalIoError);
         }
         Errno::from(error)
+    }
+
+    /// `on-io-error detach`: the disk is given up (once), the peer is told
+    /// (its State says Diskless from now on), and the `local-io-error`
+    /// handler runs. Requests go through the peer from now on.
+    fn detach(&self, error: &io::Error) {
+        if self.detached.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        error!(
+            "{}: I/O error on the backing disk: {error}; detached (on-io-error detach): \
+             the volume is Diskless and served through the peer until the disk is attached \
+             again (haadm down and up)",
+            self.name
+        );
+        self.mirror.disk_state_changed();
+        let _ = self.helpers.notices().send(Notice::Detached {
+            error: error.to_string(),
+        });
+        self.helpers.call(Handler::LocalIoError);
     }
 }
 

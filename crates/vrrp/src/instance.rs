@@ -2,11 +2,17 @@
 //! for version 2), with an explicit clock.
 //!
 //! The daemon calls [`Instance::start`], [`Instance::stop`] (no clock needed),
-//! [`Instance::handle_packet`], [`Instance::handle_timeout`] and
-//! [`Instance::set_priority`] with the current time, then drains
-//! [`Instance::poll_action`] and sleeps until [`Instance::poll_timeout`].
-//! Nothing here reads a clock or touches a socket, so the same code runs on
-//! a simulated LAN in the tests.
+//! [`Instance::handle_packet`], [`Instance::handle_timeout`],
+//! [`Instance::set_priority`] and [`Instance::set_fault`] with the current
+//! time, then drains [`Instance::poll_action`] and sleeps until
+//! [`Instance::poll_timeout`]. Nothing here reads a clock or touches a
+//! socket, so the same code runs on a simulated LAN in the tests.
+//!
+//! Beyond the RFC there is keepalived's FAULT state: an instance whose
+//! health tracking failed neither listens nor advertises and holds no
+//! addresses; a Master entering it advertises priority 0 so that a Backup
+//! takes over at once. Members of a sync group ([`crate::sync_group`]) are
+//! also driven by their group: they may be forced to Master, Backup or FAULT.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -92,12 +98,15 @@ impl Config {
     }
 }
 
-/// The states of RFC 5798 §6.4.
+/// The states of RFC 5798 §6.4, and keepalived's FAULT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Initialize,
     Backup,
     Master,
+    /// Health tracking failed (or the sync group's did): no adverts are
+    /// sent or heard and the addresses are released until it recovers.
+    Fault,
 }
 
 impl State {
@@ -107,6 +116,7 @@ impl State {
             State::Initialize => "INIT",
             State::Backup => "BACKUP",
             State::Master => "MASTER",
+            State::Fault => "FAULT",
         }
     }
 }
@@ -153,6 +163,20 @@ pub struct Instance {
     /// When a lower-priority Master was first heard while waiting out the
     /// preempt delay: preemption is allowed from `preempt_after`.
     preempt_after: Option<Instant>,
+    /// What the running Master_Down timer counts from, so that a priority
+    /// change can recompute it.
+    down_timer_basis: Option<DownTimerBasis>,
+    /// The latest advert heard from the Master (its time and priority),
+    /// also one a preempting Backup ignored.
+    last_advert: Option<(Instant, u8)>,
+    /// Health tracking says this instance is faulty.
+    own_fault: bool,
+    /// Another member of this instance's sync group is faulty.
+    group_fault: bool,
+    /// In a sync group: an expired Master_Down timer only makes the
+    /// instance *want* Master; the group decides.
+    sync_gated: bool,
+    wants_master: bool,
     actions: VecDeque<Action>,
     counters: Counters,
 }
@@ -169,6 +193,12 @@ impl Instance {
             master_down_timer: None,
             announce_timer: None,
             preempt_after: None,
+            down_timer_basis: None,
+            last_advert: None,
+            own_fault: false,
+            group_fault: false,
+            sync_gated: false,
+            wants_master: false,
             actions: VecDeque::new(),
             counters: Counters::default(),
         }
@@ -194,6 +224,18 @@ impl Instance {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Whether health tracking made this instance faulty (see
+    /// [`Instance::set_fault`]); a sync group's fault does not count here.
+    pub fn own_fault(&self) -> bool {
+        self.own_fault
+    }
+
+    /// In a sync group: the Master_Down timer expired and the instance
+    /// would become Master, if its group lets it.
+    pub fn wants_master(&self) -> bool {
+        self.wants_master
     }
 
     /// Skew_Time: how much sooner a higher-priority Backup takes over.
@@ -237,10 +279,21 @@ impl Instance {
         if self.state != State::Initialize {
             return;
         }
+        if self.faulted() {
+            self.transition(State::Fault);
+        } else {
+            self.enter_service(now);
+        }
+    }
+
+    /// Startup, or recovery from FAULT: the owner becomes Master at once,
+    /// any other a Backup.
+    fn enter_service(&mut self, now: Instant) {
         if self.priority == OWNER_PRIORITY {
             self.become_master(now);
         } else {
             self.master_interval = self.config.advert_interval();
+            self.master_address = None;
             self.become_backup(now);
         }
     }
@@ -252,26 +305,124 @@ impl Instance {
             self.send(self.advertisement(STOPPING_PRIORITY));
             self.actions.push_back(Action::RemoveAddresses);
         }
-        self.advert_timer = None;
-        self.master_down_timer = None;
-        self.announce_timer = None;
-        self.preempt_after = None;
+        self.clear_timers();
         self.master_address = None;
         self.transition(State::Initialize);
     }
 
-    /// Changes the priority in force (health tracking). A Backup's down
-    /// timer follows at once; a Master advertises the new value right away.
+    fn clear_timers(&mut self) {
+        self.advert_timer = None;
+        self.master_down_timer = None;
+        self.announce_timer = None;
+        self.preempt_after = None;
+        self.down_timer_basis = None;
+        self.last_advert = None;
+        self.wants_master = false;
+    }
+
+    /// Health tracking's verdict: `true` puts the instance into FAULT (a
+    /// Master first advertises priority 0 and releases its addresses);
+    /// `false`, once no fault is left, returns it to Backup (the owner to
+    /// Master).
+    pub fn set_fault(&mut self, now: Instant, faulty: bool) {
+        self.own_fault = faulty;
+        self.apply_fault(now);
+    }
+
+    /// Sets whether another member of this instance's sync group is
+    /// faulty, which makes this one faulty too.
+    pub fn set_group_fault(&mut self, now: Instant, faulty: bool) {
+        self.group_fault = faulty;
+        self.apply_fault(now);
+    }
+
+    fn faulted(&self) -> bool {
+        self.own_fault || self.group_fault
+    }
+
+    fn apply_fault(&mut self, now: Instant) {
+        match (self.state, self.faulted()) {
+            (State::Initialize, _) | (State::Fault, true) => {}
+            (State::Fault, false) => self.enter_service(now),
+            (State::Master, true) => {
+                self.send(self.advertisement(STOPPING_PRIORITY));
+                self.actions.push_back(Action::RemoveAddresses);
+                self.enter_fault();
+            }
+            (State::Backup, true) => self.enter_fault(),
+            (State::Backup | State::Master, false) => {}
+        }
+    }
+
+    fn enter_fault(&mut self) {
+        self.clear_timers();
+        self.master_address = None;
+        self.transition(State::Fault);
+    }
+
+    /// Makes the instance take part in a sync group: an expired
+    /// Master_Down timer then only sets [`Instance::wants_master`], and the
+    /// group calls [`Instance::force_master`] once every member wants it.
+    pub fn set_sync_gated(&mut self, gated: bool) {
+        self.sync_gated = gated;
+    }
+
+    /// The sync group makes a Backup Master.
+    pub fn force_master(&mut self, now: Instant) {
+        if self.state == State::Backup {
+            self.become_master(now);
+        }
+    }
+
+    /// The sync group makes a Master a Backup: it releases its addresses
+    /// and stops advertising (without a priority-0 advert, as keepalived).
+    pub fn force_backup(&mut self, now: Instant) {
+        if self.state == State::Master {
+            self.actions.push_back(Action::RemoveAddresses);
+            self.become_backup(now);
+        }
+    }
+
+    /// Changes the priority in force (health tracking). It takes effect at
+    /// once: a Master advertises the new value right away (and keeps
+    /// advertising, even when now lower than a Backup's, until a Backup
+    /// preempts it); a Backup's Master_Down timer is recomputed with the new
+    /// Skew_Time, and one that now outranks the Master it heard and may
+    /// preempt lets that timer run out from the last advert it accepted.
     pub fn set_priority(&mut self, now: Instant, priority: u8) {
         if priority == self.priority || priority == STOPPING_PRIORITY {
             return;
         }
         self.priority = priority;
         match self.state {
-            State::Initialize => {}
-            State::Backup => self.master_down_timer = Some(now + self.master_down_interval()),
+            State::Initialize | State::Fault => {}
+            State::Backup => self.recompute_down_timer(now),
             State::Master => self.advertise(now),
         }
+    }
+
+    fn recompute_down_timer(&mut self, now: Instant) {
+        let outranks_master = self
+            .last_advert
+            .is_some_and(|(_, master)| self.config.preempt && self.priority > master);
+        let basis = match (self.down_timer_basis, self.last_advert) {
+            // The Master's adverts count again, as if the latest was accepted.
+            (Some(DownTimerBasis::Interval(since)), Some((heard, _))) if !outranks_master => {
+                DownTimerBasis::Interval(since.max(heard))
+            }
+            (Some(basis), _) => basis,
+            (None, _) => DownTimerBasis::Interval(now),
+        };
+        self.arm_down_timer(basis);
+    }
+
+    /// Starts the Master_Down timer from `basis`.
+    fn arm_down_timer(&mut self, basis: DownTimerBasis) {
+        self.down_timer_basis = Some(basis);
+        self.master_down_timer = Some(match basis {
+            DownTimerBasis::Interval(since) => since + self.master_down_interval(),
+            DownTimerBasis::Skew(since) => since + self.skew_time(),
+        });
     }
 
     /// A packet for this instance's VRID arrived. A packet that fails a
@@ -286,7 +437,7 @@ impl Instance {
         };
         self.counters.adverts_received += 1;
         match self.state {
-            State::Initialize => {}
+            State::Initialize | State::Fault => {}
             State::Backup => self.backup_heard(now, packet.source, &advert),
             State::Master => self.master_heard(now, packet.source, &advert),
         }
@@ -295,9 +446,11 @@ impl Instance {
 
     fn backup_heard(&mut self, now: Instant, source: IpAddr, advert: &Advertisement) {
         if advert.priority == STOPPING_PRIORITY {
-            self.master_down_timer = Some(now + self.skew_time());
+            self.last_advert = None;
+            self.arm_down_timer(DownTimerBasis::Skew(now));
             return;
         }
+        self.last_advert = Some((now, advert.priority));
         let lower = advert.priority < self.priority;
         if lower && self.config.preempt {
             let preempt_at = *self
@@ -311,7 +464,8 @@ impl Instance {
             self.preempt_after = None;
         }
         self.master_interval = self.advert_interval_of(advert);
-        self.master_down_timer = Some(now + self.master_down_interval());
+        self.wants_master = false;
+        self.arm_down_timer(DownTimerBasis::Interval(now));
         self.master_address = Some(source);
     }
 
@@ -328,6 +482,7 @@ impl Instance {
         self.master_address = Some(source);
         self.actions.push_back(Action::RemoveAddresses);
         self.become_backup(now);
+        self.last_advert = Some((now, advert.priority));
     }
 
     /// VRRPv3 learns the Master's interval; VRRPv2 checked it equals ours.
@@ -341,7 +496,13 @@ impl Instance {
     /// Fires whatever timers are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.master_down_timer.is_some_and(|t| t <= now) {
-            self.become_master(now);
+            if self.sync_gated {
+                // The group decides; ask again after another interval.
+                self.wants_master = true;
+                self.arm_down_timer(DownTimerBasis::Interval(now));
+            } else {
+                self.become_master(now);
+            }
         }
         if self.advert_timer.is_some_and(|t| t <= now) {
             self.advertise(now);
@@ -374,6 +535,9 @@ impl Instance {
 
     fn become_master(&mut self, now: Instant) {
         self.master_down_timer = None;
+        self.down_timer_basis = None;
+        self.last_advert = None;
+        self.wants_master = false;
         self.preempt_after = None;
         self.master_address = Some(self.config.primary_address);
         self.advertise(now);
@@ -386,7 +550,8 @@ impl Instance {
     fn become_backup(&mut self, now: Instant) {
         self.advert_timer = None;
         self.announce_timer = None;
-        self.master_down_timer = Some(now + self.master_down_interval());
+        self.wants_master = false;
+        self.arm_down_timer(DownTimerBasis::Interval(now));
         self.transition(State::Backup);
     }
 
@@ -409,6 +574,16 @@ impl Instance {
         self.counters.transitions += 1;
         self.actions.push_back(Action::StateChanged { from, to });
     }
+}
+
+/// What a Backup's Master_Down timer counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DownTimerBasis {
+    /// A full Master_Down_Interval from this time (an accepted advert, or
+    /// entering Backup).
+    Interval(Instant),
+    /// Skew_Time from this time: the Master said it is leaving (priority 0).
+    Skew(Instant),
 }
 
 /// An address as the unsigned number RFC 5798 compares for the tie-break.

@@ -1,7 +1,11 @@
-//! The daemon's event loop: it feeds packets, timer expiries and signals
-//! to the `vrrp` core instances and carries out the actions they return
-//! (send adverts, add or remove addresses, announce them, run hooks,
-//! rewrite the state file). All protocol decisions are the core's.
+//! The daemon's event loop: it feeds packets, timer expiries, health
+//! tracking results and signals to the `vrrp` core instances (and their
+//! sync groups) and carries out the actions they return (send adverts, add
+//! or remove addresses, announce them, run hooks, rewrite the state file).
+//! All protocol decisions are the core's; [`health`] gathers what the
+//! instances track.
+
+mod health;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -10,17 +14,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hapair_config::{VrrpConfig, VrrpInstance};
-use hookrun::HookRunner;
+use hapair_config::{MasterHookFailure, SyncGroup, VrrpConfig, VrrpInstance};
 use log::{debug, error, info, warn};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use vrrp::{Action, Authentication, DropReason, Instance, Received, Version};
+use vrrp::track::{Effect, HookHold};
+use vrrp::{Action, Authentication, DropReason, Instance, Received, State, Version};
 
-use crate::netlink::{Netlink, choose_primary};
+use crate::netlink::{LinkChange, Netlink, choose_primary, watch_links};
 use crate::network::{Datagram, VrrpSocket};
 use crate::notify;
 use crate::state_file::{self, StateFile};
+use health::{Health, HealthEvent, Reading};
 
 /// Counters reach the state file at most this often; state changes at once.
 const COUNTER_REFRESH: Duration = Duration::from_secs(1);
@@ -47,6 +52,26 @@ struct Running {
     /// Interface index of each virtual address, in config order.
     vip_interfaces: Vec<(u32, String)>,
     holds_addresses: bool,
+    /// FAULT after a failed `notify_master` (`master_hook_failure: fault`).
+    hook_hold: HookHold,
+    /// Counts the times it became Master, so that a hook outcome is
+    /// matched to the mastership it ran for.
+    masterships: u64,
+    /// Its tracked things as last evaluated.
+    readings: Vec<Reading>,
+}
+
+/// A sync group and the state machine that keeps its members together.
+struct RunningGroup {
+    config: SyncGroup,
+    core: vrrp::SyncGroup,
+}
+
+/// A `notify_master` that failed or timed out.
+struct MasterHookFailed {
+    instance: String,
+    mastership: u64,
+    outcome: hookrun::Outcome,
 }
 
 pub struct Daemon {
@@ -54,9 +79,12 @@ pub struct Daemon {
     node: String,
     state_path: PathBuf,
     netlink: Netlink,
-    hooks: HookRunner,
+    notifier: notify::Notifier,
     sockets: HashMap<SocketKey, SharedSocket>,
     instances: Vec<Running>,
+    groups: Vec<RunningGroup>,
+    health: Health,
+    hook_failures: mpsc::UnboundedSender<MasterHookFailed>,
     packets: mpsc::UnboundedSender<(SocketKey, Datagram)>,
     unmatched: BTreeMap<DropReason, u64>,
     /// Counters changed since the state file was last written.
@@ -73,14 +101,25 @@ impl Daemon {
         config: VrrpConfig,
     ) -> Result<()> {
         let (packets, mut incoming) = mpsc::unbounded_channel();
+        let (health_events, mut health_incoming) = mpsc::unbounded_channel();
+        let (link_changes, mut link_incoming) = mpsc::unbounded_channel();
+        let (hook_failures, mut hook_failures_incoming) = mpsc::unbounded_channel();
+        let netlink = Netlink::connect()?;
+        // Subscribed first, so that no change is missed while listing.
+        watch_links(link_changes)?;
+        let links = netlink.link_states().await?;
+        let health = Health::new(&config, links, health_events, Instant::now())?;
         let mut daemon = Daemon {
             config_path,
             node,
             state_path: state_file::path(&run_dir),
-            netlink: Netlink::connect()?,
-            hooks: HookRunner::new(),
+            netlink,
+            notifier: notify::Notifier::start(&config.hooks, &run_dir)?,
             sockets: HashMap::new(),
             instances: Vec::new(),
+            groups: Vec::new(),
+            health,
+            hook_failures,
             packets,
             unmatched: BTreeMap::new(),
             counters_dirty: false,
@@ -89,6 +128,8 @@ impl Daemon {
         for instance in config.instances {
             daemon.add_instance(instance).await?;
         }
+        daemon.set_groups(config.sync_groups);
+        daemon.sync_groups().await;
         daemon.write_state();
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
@@ -99,6 +140,9 @@ impl Daemon {
             tokio::select! {
                 _ = timer.sleep_until(wake) => daemon.on_timers().await,
                 Some((key, datagram)) = incoming.recv() => daemon.on_datagram(key, datagram).await,
+                Some(event) = health_incoming.recv() => daemon.on_health(event).await,
+                Some(change) = link_incoming.recv() => daemon.on_link(change).await,
+                Some(failed) = hook_failures_incoming.recv() => daemon.on_master_hook_failed(failed).await,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
                 _ = hangup.recv() => daemon.reload().await,
@@ -189,15 +233,22 @@ impl Daemon {
                 format!("unicast to {:?}", config.unicast_peer)
             }
         );
-        let mut core = Instance::new(core_config);
-        core.start(Instant::now());
-        self.instances.push(Running {
+        let now = Instant::now();
+        let hook_hold = HookHold::new(config.master_hook_retry);
+        let mut running = Running {
+            core: Instance::new(core_config),
             config,
-            core,
             socket: key,
             vip_interfaces,
             holds_addresses: false,
-        });
+            hook_hold,
+            masterships: 0,
+            readings: Vec::new(),
+        };
+        // Tracking decides the priority and FAULT before it starts.
+        evaluate(&self.health, &mut running, now);
+        running.core.start(now);
+        self.instances.push(running);
         self.carry_out(self.instances.len() - 1).await;
         Ok(())
     }
@@ -258,6 +309,12 @@ impl Daemon {
         self.instances
             .iter()
             .filter_map(|r| r.core.poll_timeout())
+            .chain(
+                self.instances
+                    .iter()
+                    .filter_map(|r| r.hook_hold.poll_timeout()),
+            )
+            .chain(self.health.poll_timeout())
             .chain(counters)
             .min()
             .unwrap_or(far)
@@ -272,8 +329,21 @@ impl Daemon {
                 .is_some_and(|t| t <= now)
             {
                 self.instances[index].core.handle_timeout(now);
-                self.carry_out(index).await;
+                self.settle(index).await;
             }
+        }
+        let mut health_changed = self.health.handle_timeout(now);
+        for running in &mut self.instances {
+            if running.hook_hold.handle_timeout(now) {
+                info!(
+                    "{}: master_hook_retry passed; leaving FAULT to try again",
+                    running.config.name
+                );
+                health_changed = true;
+            }
+        }
+        if health_changed {
+            self.reevaluate().await;
         }
         if self.counters_dirty && now >= self.state_written_at + COUNTER_REFRESH {
             self.write_state();
@@ -318,7 +388,7 @@ impl Daemon {
             }
             let master_changed = running.core.master_address() != master_before;
             self.counters_dirty = true;
-            self.carry_out(index).await;
+            self.settle(index).await;
             if master_changed {
                 self.write_state();
             }
@@ -331,6 +401,143 @@ impl Daemon {
     fn count_unmatched(&mut self, reason: DropReason) {
         *self.unmatched.entry(reason).or_default() += 1;
         self.counters_dirty = true;
+    }
+
+    async fn on_health(&mut self, event: HealthEvent) {
+        match event {
+            HealthEvent::ScriptDone {
+                name,
+                generation,
+                outcome,
+            } => {
+                if self.health.handle_script_done(&name, generation, &outcome) {
+                    self.reevaluate().await;
+                }
+            }
+        }
+    }
+
+    async fn on_link(&mut self, change: LinkChange) {
+        if self.health.handle_link(&change.name, change.up) {
+            let tracked = self.instances.iter().any(|running| {
+                running
+                    .config
+                    .track_interface
+                    .iter()
+                    .any(|t| t.name == change.name)
+            });
+            if tracked {
+                let word = if change.up { "up" } else { "down" };
+                info!("tracked interface {}: link {word}", change.name);
+                self.reevaluate().await;
+            }
+        }
+    }
+
+    /// `master_hook_failure: fault`: the instance goes to FAULT for
+    /// `master_hook_retry`, if it still holds the mastership the hook ran for.
+    async fn on_master_hook_failed(&mut self, failed: MasterHookFailed) {
+        let now = Instant::now();
+        let Some(running) = self
+            .instances
+            .iter_mut()
+            .find(|r| r.config.name == failed.instance)
+        else {
+            return;
+        };
+        if running.masterships != failed.mastership || running.core.state() != State::Master {
+            info!(
+                "{}: notify_master {}, but the instance is no longer the Master it ran for",
+                failed.instance, failed.outcome
+            );
+            return;
+        }
+        error!(
+            "{}: notify_master {}; master_hook_failure is fault: entering FAULT (addresses              released, priority 0 advertised) for {:?}, then trying again",
+            failed.instance, failed.outcome, running.config.master_hook_retry
+        );
+        running.hook_hold.fail(now);
+        self.reevaluate().await;
+    }
+
+    /// Applies what health tracking says to every instance (priority,
+    /// FAULT), keeps sync groups together and carries out the results.
+    async fn reevaluate(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.instances.len() {
+            evaluate(&self.health, &mut self.instances[index], now);
+            self.carry_out(index).await;
+        }
+        self.sync_groups().await;
+        self.write_state();
+    }
+
+    /// Carries out an instance's actions, then lets its sync group react.
+    async fn settle(&mut self, index: usize) {
+        self.carry_out(index).await;
+        let name = &self.instances[index].config.name;
+        if self
+            .groups
+            .iter()
+            .any(|group| group.config.group.contains(name))
+        {
+            self.sync_groups().await;
+        }
+    }
+
+    fn set_groups(&mut self, groups: Vec<SyncGroup>) {
+        self.groups = groups
+            .into_iter()
+            .map(|config| RunningGroup {
+                core: vrrp::SyncGroup::new(config.name.clone(), config.group.len()),
+                config,
+            })
+            .collect();
+    }
+
+    /// Brings every sync group's members into line, carries out the
+    /// members' actions, then runs the group hooks of groups whose state
+    /// changed (after the addresses moved, as instance hooks).
+    async fn sync_groups(&mut self) {
+        let now = Instant::now();
+        for group in 0..self.groups.len() {
+            let RunningGroup { config, core } = &mut self.groups[group];
+            let mut members: Vec<&mut Instance> = self
+                .instances
+                .iter_mut()
+                .filter(|running| config.group.contains(&running.config.name))
+                .map(|running| &mut running.core)
+                .collect();
+            if members.len() != config.group.len() {
+                // A member failed to start: the group cannot act as one.
+                continue;
+            }
+            let changed = core.sync(now, &mut members);
+            for index in 0..self.instances.len() {
+                if self.groups[group]
+                    .config
+                    .group
+                    .contains(&self.instances[index].config.name)
+                {
+                    self.carry_out(index).await;
+                }
+            }
+            if let Some(state) = changed {
+                let config = &self.groups[group].config;
+                info!("sync group {}: {}", config.name, notify::state_word(state));
+                let hooks = notify::NotifyHooks {
+                    master: config.notify_master.as_ref(),
+                    backup: config.notify_backup.as_ref(),
+                    fault: config.notify_fault.as_ref(),
+                    stop: None,
+                    notify: config.notify.as_ref(),
+                    timeout: config.notify_timeout,
+                };
+                let transition =
+                    notify::Transition::group(&config.name, notify::state_word(state), hooks);
+                drop(self.notifier.notify(&transition));
+            }
+        }
     }
 
     /// Carries out every action the instance's core has queued.
@@ -388,10 +595,16 @@ impl Daemon {
                         from.name(),
                         notify::state_word(to)
                     );
-                    for job in notify::transition_jobs(&running.config, to, priority) {
-                        // The outcome is logged by the runner; nothing waits for it here,
-                        // so adverts keep flowing while a hook runs.
-                        drop(self.hooks.submit(&name, job));
+                    let transition = notify::Transition::instance(&running.config, to, priority);
+                    let own_hook = self.notifier.notify(&transition);
+                    if to == State::Master {
+                        self.instances[index].masterships += 1;
+                        let running = &self.instances[index];
+                        if running.config.master_hook_failure == MasterHookFailure::Fault
+                            && let Some(outcome) = own_hook
+                        {
+                            self.watch_master_hook(name, running.masterships, outcome);
+                        }
                     }
                     self.write_state();
                 }
@@ -399,17 +612,41 @@ impl Daemon {
         }
     }
 
+    /// Reports a failed `notify_master` to the event loop.
+    fn watch_master_hook(
+        &self,
+        instance: String,
+        mastership: u64,
+        outcome: tokio::sync::oneshot::Receiver<hookrun::Outcome>,
+    ) {
+        let failures = self.hook_failures.clone();
+        tokio::spawn(async move {
+            // No outcome: the daemon is stopping.
+            if let Ok(outcome) = outcome.await
+                && !outcome.success()
+            {
+                let _ = failures.send(MasterHookFailed {
+                    instance,
+                    mastership,
+                    outcome,
+                });
+            }
+        });
+    }
+
     /// SIGHUP: re-reads the config; instances whose config did not change
-    /// keep their state, the others are stopped and started anew.
+    /// keep their state, the others are stopped and started anew. Tracked
+    /// scripts and files whose definition did not change keep their state.
     async fn reload(&mut self) {
         info!("SIGHUP: reloading {}", self.config_path.display());
-        let config = match VrrpConfig::load(&self.config_path, Some(&self.node)) {
+        let config = match crate::load_config(&self.config_path, &self.node) {
             Ok(config) => config,
             Err(error) => {
                 error!("reload refused, keeping the running configuration: {error}");
                 return;
             }
         };
+        self.health.reconfigure(&config, Instant::now());
         let mut index = 0;
         while index < self.instances.len() {
             if config.instances.contains(&self.instances[index].config) {
@@ -432,7 +669,8 @@ impl Daemon {
                 }
             }
         }
-        self.write_state();
+        self.set_groups(config.sync_groups);
+        self.reevaluate().await;
     }
 
     /// SIGTERM: every Master advertises priority 0 and gives up its
@@ -449,15 +687,9 @@ impl Daemon {
             .map(|r| r.config.notify_timeout)
             .max()
             .unwrap_or_default();
-        if tokio::time::timeout(
-            longest + hookrun::KILL_GRACE + SHUTDOWN_GRACE,
-            self.hooks.idle(),
-        )
-        .await
-        .is_err()
-        {
-            warn!("stop hooks still running at exit");
-        }
+        self.notifier
+            .shutdown(longest + hookrun::KILL_GRACE + SHUTDOWN_GRACE)
+            .await;
         self.write_state();
     }
 
@@ -482,6 +714,7 @@ impl Daemon {
                     } else {
                         Vec::new()
                     },
+                    trackers: tracker_states(r),
                     counters: state_file::Counters {
                         adverts_sent: counters.adverts_sent,
                         adverts_received: counters.adverts_received,
@@ -495,6 +728,15 @@ impl Daemon {
             node: self.node.clone(),
             pid: std::process::id(),
             instances,
+            sync_groups: self
+                .groups
+                .iter()
+                .map(|group| state_file::GroupState {
+                    name: group.config.name.clone(),
+                    state: group.core.state().name(),
+                    members: group.config.group.clone(),
+                })
+                .collect(),
             unmatched_drops: state_file::named_drops(&self.unmatched),
         };
         if let Err(error) = file.write(&self.state_path) {
@@ -503,6 +745,78 @@ impl Daemon {
         self.counters_dirty = false;
         self.state_written_at = Instant::now();
     }
+}
+
+/// The state file's view of an instance's trackers.
+fn tracker_states(running: &Running) -> Vec<state_file::TrackerState> {
+    let tracked = running
+        .readings
+        .iter()
+        .map(|reading| state_file::TrackerState {
+            kind: reading.kind,
+            name: reading.name.clone(),
+            weight: reading.weight,
+            reverse: reading.reverse,
+            health: reading.health.name(),
+            value: reading.value,
+            priority_change: match reading.effect {
+                Effect::Priority(change) => change,
+                Effect::Fault => 0,
+            },
+            fault: reading.effect == Effect::Fault,
+        });
+    let hook = running
+        .hook_hold
+        .active()
+        .then(|| state_file::TrackerState {
+            kind: "notify_master",
+            name: "notify_master".to_owned(),
+            weight: 0,
+            reverse: false,
+            health: vrrp::track::Health::Failed.name(),
+            value: None,
+            priority_change: 0,
+            fault: true,
+        });
+    tracked.chain(hook).collect()
+}
+
+/// Reads an instance's tracked things and applies the verdict to its core:
+/// the effective priority, and FAULT while a tracker or a failed
+/// `notify_master` demands it.
+fn evaluate(health: &Health, running: &mut Running, now: Instant) {
+    running.readings = health.readings(&running.config);
+    let hook_fault = running.hook_hold.active().then_some(Effect::Fault);
+    let verdict = vrrp::track::verdict(
+        running.config.priority,
+        running
+            .readings
+            .iter()
+            .map(|reading| reading.effect)
+            .chain(hook_fault),
+    );
+    if verdict.priority != running.core.priority() {
+        info!(
+            "{}: effective priority {} (configured {})",
+            running.config.name, verdict.priority, running.config.priority
+        );
+    }
+    running.core.set_priority(now, verdict.priority);
+    if verdict.fault != running.core.own_fault() {
+        let faults: Vec<String> = running
+            .readings
+            .iter()
+            .filter(|reading| reading.effect == Effect::Fault)
+            .map(|reading| format!("{} {}", reading.kind, reading.name))
+            .chain(hook_fault.map(|_| "a failed notify_master".to_owned()))
+            .collect();
+        if verdict.fault {
+            warn!("{}: FAULT: {}", running.config.name, faults.join(", "));
+        } else {
+            info!("{}: no fault left", running.config.name);
+        }
+    }
+    running.core.set_fault(now, verdict.fault);
 }
 
 /// Sends `garp_master_repeat` gratuitous ARPs / unsolicited neighbour

@@ -2,7 +2,9 @@
 //! MASTER per virtual router, holds the virtual addresses there, and runs
 //! the operator's hooks on every transition.
 //!
-//! This file is the command line; [`daemon`] is the event loop.
+//! This file is the command line and the choice of config reader (hapair
+//! YAML, or an existing keepalived.conf read as it is); [`daemon`] is the
+//! event loop.
 
 mod daemon;
 mod netlink;
@@ -10,11 +12,14 @@ mod network;
 mod notify;
 mod state_file;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::Parser;
-use hapair_config::VrrpConfig;
+use hapair_config::keepalived::{self, ImportOptions};
+use hapair_config::{ConfigError, VrrpConfig};
+use log::warn;
 
 #[derive(Parser)]
 #[command(
@@ -23,9 +28,16 @@ use hapair_config::VrrpConfig;
     about = "VRRP daemon of hapair: elects a MASTER, moves virtual addresses, runs hooks"
 )]
 struct Args {
-    /// The configuration file (YAML).
+    /// The configuration file: hapair YAML, or a keepalived.conf (told apart
+    /// by content: a keepalived.conf starts with a keepalived block such as
+    /// `global_defs {` or `vrrp_instance NAME {`).
     #[arg(short = 'f', long = "config", default_value = "/etc/hapair/vrrp.yaml")]
     config: PathBuf,
+    /// With a keepalived.conf: start even though it uses keywords hapair
+    /// does not implement and whose absence changes failover behaviour
+    /// (vrrp_strict, use_vmac, track_bfd, ...). They are still reported.
+    #[arg(long)]
+    allow_unsupported: bool,
     /// This host's name in the configuration (default: the hostname).
     #[arg(long)]
     node: Option<String>,
@@ -43,7 +55,8 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     let node = hapair_config::this_node(args.node.clone());
-    let config = match VrrpConfig::load(&args.config, Some(&node)) {
+    ALLOW_UNSUPPORTED.get_or_init(|| args.allow_unsupported);
+    let config = match load_config(&args.config, &node) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("vrrpd: {error}");
@@ -52,8 +65,13 @@ fn main() -> ExitCode {
     };
     if args.check_config {
         let names: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+        let format = if keepalived::is_keepalived_file(&args.config) {
+            "keepalived "
+        } else {
+            ""
+        };
         println!(
-            "vrrpd: {}: configuration OK for node {node}: {} instance(s): {}",
+            "vrrpd: {}: {format}configuration OK for node {node}: {} instance(s): {}",
             args.config.display(),
             names.len(),
             names.join(", ")
@@ -77,4 +95,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--allow-unsupported`, set once at start; reloads read the file with
+/// the same leniency.
+static ALLOW_UNSUPPORTED: OnceLock<bool> = OnceLock::new();
+
+/// Reads the config file for `node`, at start and on SIGHUP: a keepalived.conf
+/// through the keepalived reader (its `@ID` lines selected by the node name,
+/// what hapair ignores logged as warnings), anything else as hapair YAML.
+pub(crate) fn load_config(path: &Path, node: &str) -> Result<VrrpConfig, ConfigError> {
+    if !keepalived::is_keepalived_file(path) {
+        return VrrpConfig::load(path, Some(node));
+    }
+    let options = ImportOptions {
+        config_id: node.to_owned(),
+        allow_unsupported: ALLOW_UNSUPPORTED.get().copied().unwrap_or(false),
+    };
+    let imported = keepalived::load(path, &options)?;
+    for diagnostic in &imported.diagnostics {
+        warn!("{diagnostic}");
+    }
+    Ok(imported.config)
 }

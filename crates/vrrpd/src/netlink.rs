@@ -1,16 +1,24 @@
 //! Interfaces and addresses through rtnetlink: finding an interface's
-//! index and primary address, and adding and removing virtual addresses.
+//! index and primary address, adding and removing virtual addresses, and
+//! following link state (up and running, or not) for `track_interface`.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result, anyhow};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hapair_config::VirtualAddress;
+use log::warn;
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::sys::{AsyncSocket, SocketAddr};
 use rtnetlink::{AddressMessageBuilder, Handle};
+use tokio::sync::mpsc;
 
 /// A connection to the kernel's routing netlink.
 #[derive(Clone)]
@@ -48,6 +56,19 @@ impl Netlink {
             Ok(Some(link)) => Ok(link.header.index),
             Ok(None) | Err(_) => Err(anyhow!("interface {name} does not exist")),
         }
+    }
+
+    /// Every interface by name, with whether its link is up (see
+    /// [`link_is_up`]).
+    pub async fn link_states(&self) -> Result<BTreeMap<String, bool>> {
+        let mut links = self.handle.link().get().execute();
+        let mut states = BTreeMap::new();
+        while let Some(link) = links.try_next().await.context("cannot list interfaces")? {
+            if let Some(name) = link_name(&link) {
+                states.insert(name, link_is_up(&link));
+            }
+        }
+        Ok(states)
     }
 
     /// Every address on the interface.
@@ -132,6 +153,69 @@ impl Netlink {
             result => result.with_context(|| format!("cannot remove {address}/{prefix_len}")),
         }
     }
+}
+
+/// A change of an interface's link state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkChange {
+    pub name: String,
+    /// False also when the interface was deleted.
+    pub up: bool,
+}
+
+/// Sends every link state change the kernel announces (the RTNLGRP_LINK
+/// multicast group) to `changes`, from a task of the current runtime, until
+/// the receiver is dropped. Subscribe before reading the current states
+/// with [`Netlink::link_states`], so that no change falls in between.
+pub fn watch_links(changes: mpsc::UnboundedSender<LinkChange>) -> Result<()> {
+    let (mut connection, _handle, mut messages) =
+        rtnetlink::new_connection().context("cannot open a netlink socket for link events")?;
+    connection
+        .socket_mut()
+        .socket_mut()
+        .bind(&SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK))
+        .context("cannot subscribe to link events")?;
+    tokio::spawn(connection);
+    tokio::spawn(async move {
+        while let Some((message, _)) = messages.next().await {
+            let change = match message.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                    link_name(&link).map(|name| LinkChange {
+                        up: link_is_up(&link),
+                        name,
+                    })
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
+                    link_name(&link).map(|name| LinkChange { name, up: false })
+                }
+                _ => None,
+            };
+            if let Some(change) = change
+                && changes.send(change).is_err()
+            {
+                return;
+            }
+        }
+        warn!("link events stopped: the netlink connection closed");
+    });
+    Ok(())
+}
+
+fn link_name(link: &LinkMessage) -> Option<String> {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+}
+
+/// keepalived's test: the interface is up (IFF_UP) and running
+/// (IFF_RUNNING: it has carrier).
+pub fn link_is_up(link: &LinkMessage) -> bool {
+    link.header
+        .flags
+        .contains(LinkFlags::Up | LinkFlags::Running)
 }
 
 fn address_message(ifindex: u32, address: IpAddr, prefix_len: u8) -> AddressMessage {

@@ -17,6 +17,7 @@ pub struct StateFile {
     pub node: String,
     pub pid: u32,
     pub instances: Vec<InstanceState>,
+    pub sync_groups: Vec<GroupState>,
     /// Packets that reached no instance (unknown VRID, broken IP header).
     pub unmatched_drops: BTreeMap<&'static str, u64>,
 }
@@ -27,12 +28,43 @@ pub struct InstanceState {
     pub state: &'static str,
     /// The configured priority.
     pub priority: u8,
-    /// The priority in force.
+    /// The priority in force: the configured one moved by the trackers'
+    /// weights (1..=254), or 255 for an owner.
     pub effective_priority: u8,
     pub master: Option<IpAddr>,
     /// The virtual addresses this node holds now.
     pub vips: Vec<String>,
+    /// Every tracked script, interface and file, and a failed
+    /// `notify_master` while it holds the instance in FAULT.
+    pub trackers: Vec<TrackerState>,
     pub counters: Counters,
+}
+
+/// One tracked thing of an instance, as it stands.
+#[derive(Serialize)]
+pub struct TrackerState {
+    /// `script`, `interface`, `file` or `notify_master`.
+    pub kind: &'static str,
+    pub name: String,
+    pub weight: i32,
+    pub reverse: bool,
+    /// `ok`, `failed` or `unknown` (no result yet).
+    pub health: &'static str,
+    /// A track file's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<i64>,
+    /// What it adds to the priority now.
+    pub priority_change: i32,
+    /// Whether it puts the instance into FAULT now.
+    pub fault: bool,
+}
+
+/// A sync group and the state its members share.
+#[derive(Serialize)]
+pub struct GroupState {
+    pub name: String,
+    pub state: &'static str,
+    pub members: Vec<String>,
 }
 
 #[derive(Serialize)]

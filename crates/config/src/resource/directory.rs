@@ -144,7 +144,7 @@ struct Claim<'a> {
     field: String,
 }
 
-fn check_resources_apart(resources: &[ResourceConfig]) -> Result<(), ConfigError> {
+pub(crate) fn check_resources_apart(resources: &[ResourceConfig]) -> Result<(), ConfigError> {
     let mut names: BTreeMap<&str, &ResourceConfig> = BTreeMap::new();
     let mut addresses: BTreeMap<SocketAddr, Claim> = BTreeMap::new();
     let mut paths: BTreeMap<(&str, &Path), Claim> = BTreeMap::new();

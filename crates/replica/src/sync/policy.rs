@@ -50,8 +50,9 @@ pub enum AfterSb1Pri {
     /// Not supported (would change data under the Primary's users): stays
     /// unresolved.
     ViolentlyAs0p,
-    /// Not supported (needs the `pri-lost-after-sb` handler): stays
-    /// unresolved.
+    /// Follow `after-sb-0pri`: if it drops the Secondary's changes, so be
+    /// it; if it drops the Primary's, the split brain stays unresolved and
+    /// the Primary calls its `pri-lost-after-sb` handler.
     CallPriLostAfterSb,
 }
 
@@ -62,7 +63,8 @@ pub enum AfterSb2Pri {
     Disconnect,
     /// Not supported: stays unresolved.
     ViolentlyAs0p,
-    /// Not supported: stays unresolved.
+    /// Stays unresolved; the Primary whose changes `after-sb-0pri` would
+    /// drop calls its `pri-lost-after-sb` handler.
     CallPriLostAfterSb,
 }
 
@@ -96,9 +98,10 @@ impl SplitBrainPolicy {
             (true, true) => Err(match self.after_sb_2pri {
                 AfterSb2Pri::Disconnect => UnresolvedReason::PolicyIsDisconnect { primaries: 2 },
                 AfterSb2Pri::ViolentlyAs0p => not_supported("after-sb-2pri", "violently-as0p"),
-                AfterSb2Pri::CallPriLostAfterSb => {
-                    not_supported("after-sb-2pri", "call-pri-lost-after-sb")
-                }
+                AfterSb2Pri::CallPriLostAfterSb => match self.after_sb_0pri.survivor(me, peer)? {
+                    Survivor::Mine => primary_loses(peer),
+                    Survivor::Peer => primary_loses(me),
+                },
             }),
             (mine_primary, _) => {
                 let primary = if mine_primary {
@@ -120,11 +123,23 @@ impl SplitBrainPolicy {
                         Err(not_supported("after-sb-1pri", "violently-as0p"))
                     }
                     AfterSb1Pri::CallPriLostAfterSb => {
-                        Err(not_supported("after-sb-1pri", "call-pri-lost-after-sb"))
+                        match self.after_sb_0pri.survivor(me, peer)? {
+                            survivor if survivor == primary => Ok(survivor),
+                            _ if mine_primary => Err(primary_loses(me)),
+                            _ => Err(primary_loses(peer)),
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// `call-pri-lost-after-sb` found that Primary `loser`'s changes are the
+/// ones to drop.
+fn primary_loses(loser: &PeerView) -> UnresolvedReason {
+    UnresolvedReason::PrimaryLoses {
+        node: loser.node_name.clone(),
     }
 }
 

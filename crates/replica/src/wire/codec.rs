@@ -21,6 +21,8 @@ use super::{
 const FLAG_AUTH: u16 = 0x0001;
 /// Header flag of Write: force unit access.
 const FLAG_FUA: u16 = 0x0001;
+/// Header flag of Write: the sender is Diskless.
+const FLAG_SENDER_DISKLESS: u16 = 0x0002;
 
 const CHALLENGE_LEN: usize = 32;
 const STATE_LEN: usize = 1 + 1 + 2 + 8 * (2 + HISTORY_LEN) + 8 + 8;
@@ -53,6 +55,9 @@ pub(crate) fn payload_bounds(kind: MessageType) -> (usize, usize) {
         MessageType::ResyncData => (8 + 1, 8 + MAX_DATA_LEN),
         MessageType::VerifyRequest => exactly(13),
         MessageType::VerifyDigest => (13 + 4, 13 + MAX_DIGEST_LEN),
+        MessageType::ReadRequest => exactly(8 + 8 + 4),
+        MessageType::ReadData => (8 + 1, 8 + MAX_DATA_LEN),
+        MessageType::ReadFailed => exactly(8),
     }
 }
 
@@ -60,7 +65,7 @@ pub(crate) fn payload_bounds(kind: MessageType) -> (usize, usize) {
 pub(crate) fn allowed_flags(kind: MessageType) -> u16 {
     match kind {
         MessageType::Hello => FLAG_AUTH,
-        MessageType::Write => FLAG_FUA,
+        MessageType::Write => FLAG_FUA | FLAG_SENDER_DISKLESS,
         MessageType::BitmapChunk => bitmap_chunk::FLAG_LAST | bitmap_chunk::FLAG_RLE,
         _ => 0,
     }
@@ -117,9 +122,18 @@ impl Message {
                 put_u64s(out, &[write.id, write.offset, write.epoch]);
                 put_optional_digest(out, write.integrity.as_ref());
                 out.extend_from_slice(write.data.as_slice());
-                if write.fua { FLAG_FUA } else { 0 }
+                let fua = if write.fua { FLAG_FUA } else { 0 };
+                let diskless = if write.sender_diskless {
+                    FLAG_SENDER_DISKLESS
+                } else {
+                    0
+                };
+                fua | diskless
             }
-            Message::RecvAck { id } | Message::WriteAck { id } | Message::WriteFailed { id } => {
+            Message::RecvAck { id }
+            | Message::WriteAck { id }
+            | Message::WriteFailed { id }
+            | Message::ReadFailed { id } => {
                 put_u64s(out, &[*id]);
                 0
             }
@@ -162,6 +176,16 @@ impl Message {
                 put_u64s(out, &[*offset]);
                 out.extend_from_slice(&length.to_be_bytes());
                 put_optional_digest(out, Some(digest));
+                0
+            }
+            Message::ReadRequest { id, offset, length } => {
+                put_u64s(out, &[*id, *offset]);
+                out.extend_from_slice(&length.to_be_bytes());
+                0
+            }
+            Message::ReadData { id, data } => {
+                put_u64s(out, &[*id]);
+                out.extend_from_slice(data.as_slice());
                 0
             }
         }
@@ -261,6 +285,20 @@ impl Message {
                     digest,
                 }
             }
+            MessageType::ReadRequest => {
+                let id = reader.u64("id")?;
+                let (offset, length) = reader.request_range()?;
+                Message::ReadRequest { id, offset, length }
+            }
+            MessageType::ReadData => {
+                let id = reader.u64("id")?;
+                // The data is checked against the request it answers.
+                let data = reader.data(0)?;
+                Message::ReadData { id, data }
+            }
+            MessageType::ReadFailed => Message::ReadFailed {
+                id: reader.u64("id")?,
+            },
         };
         reader.finish()?;
         Ok(message)
@@ -378,6 +416,7 @@ fn take_write(reader: &mut Reader<'_>, flags: u16) -> Result<Write, WireError> {
         offset,
         epoch,
         fua: flags & FLAG_FUA != 0,
+        sender_diskless: flags & FLAG_SENDER_DISKLESS != 0,
         integrity,
         data,
     })
@@ -503,7 +542,7 @@ mod tests {
     /// payload bounds. Change both together.
     #[test]
     fn the_documented_message_table_holds() {
-        let documented: [(u8, &str, u16, usize, usize); 23] = [
+        let documented: [(u8, &str, u16, usize, usize); 26] = [
             (0x01, "Hello", 0x0001, 6, 132),
             (0x02, "AuthChallenge", 0, 32, 32),
             (0x03, "AuthResponse", 0, 32, 32),
@@ -514,7 +553,7 @@ mod tests {
             (0x12, "Ping", 0, 0, 0),
             (0x13, "PingAck", 0, 0, 0),
             (0x14, "Disconnect", 0, 0, 1024),
-            (0x20, "Write", 0x0001, 26, 1_048_633),
+            (0x20, "Write", 0x0003, 26, 1_048_633),
             (0x21, "RecvAck", 0, 8, 8),
             (0x22, "WriteAck", 0, 8, 8),
             (0x23, "WriteFailed", 0, 8, 8),
@@ -527,6 +566,9 @@ mod tests {
             (0x33, "ResyncFailed", 0, 12, 12),
             (0x34, "VerifyRequest", 0, 13, 13),
             (0x35, "VerifyDigest", 0, 17, 45),
+            (0x40, "ReadRequest", 0, 20, 20),
+            (0x41, "ReadData", 0, 9, 1_048_584),
+            (0x42, "ReadFailed", 0, 8, 8),
         ];
         for (kind, (code, name, flags, min, max)) in MessageType::ALL.into_iter().zip(documented) {
             assert_eq!((kind.code(), kind.name()), (code, name));

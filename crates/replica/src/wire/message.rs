@@ -42,11 +42,14 @@ pub enum MessageType {
     ResyncFailed = 0x33,
     VerifyRequest = 0x34,
     VerifyDigest = 0x35,
+    ReadRequest = 0x40,
+    ReadData = 0x41,
+    ReadFailed = 0x42,
 }
 
 impl MessageType {
     /// Every message type, in code order.
-    pub const ALL: [MessageType; 23] = [
+    pub const ALL: [MessageType; 26] = [
         Self::Hello,
         Self::AuthChallenge,
         Self::AuthResponse,
@@ -70,6 +73,9 @@ impl MessageType {
         Self::ResyncFailed,
         Self::VerifyRequest,
         Self::VerifyDigest,
+        Self::ReadRequest,
+        Self::ReadData,
+        Self::ReadFailed,
     ];
 
     pub const fn code(self) -> u8 {
@@ -118,6 +124,9 @@ impl MessageType {
             Self::ResyncFailed => "ResyncFailed",
             Self::VerifyRequest => "VerifyRequest",
             Self::VerifyDigest => "VerifyDigest",
+            Self::ReadRequest => "ReadRequest",
+            Self::ReadData => "ReadData",
+            Self::ReadFailed => "ReadFailed",
         }
     }
 }
@@ -229,6 +238,23 @@ pub enum Message {
         length: u32,
         digest: Digest,
     },
+    /// A Diskless node asks its peer for the data of a range, to answer a
+    /// read of its own client.
+    ReadRequest {
+        /// Chosen by the sender, unique among its reads not yet answered.
+        id: u64,
+        offset: u64,
+        length: u32,
+    },
+    /// The data of read `id` (exactly the length asked for).
+    ReadData {
+        id: u64,
+        data: Data,
+    },
+    /// The peer could not read `id` (its own disk failed, or it has none).
+    ReadFailed {
+        id: u64,
+    },
 }
 
 impl Message {
@@ -257,6 +283,9 @@ impl Message {
             Self::ResyncFailed { .. } => MessageType::ResyncFailed,
             Self::VerifyRequest { .. } => MessageType::VerifyRequest,
             Self::VerifyDigest { .. } => MessageType::VerifyDigest,
+            Self::ReadRequest { .. } => MessageType::ReadRequest,
+            Self::ReadData { .. } => MessageType::ReadData,
+            Self::ReadFailed { .. } => MessageType::ReadFailed,
         }
     }
 }
@@ -476,6 +505,10 @@ pub struct Write {
     pub epoch: u64,
     /// Force unit access: the peer makes this write durable before acking.
     pub fua: bool,
+    /// The sender is Diskless: the receiver holds the only copy. It marks
+    /// the range out of sync with the sender (so a re-attached sender
+    /// resyncs it) and answers with WriteAck, whatever the protocol.
+    pub sender_diskless: bool,
     /// Digest of `data` when `data-integrity-alg` is set.
     pub integrity: Option<Digest>,
     pub data: Data,

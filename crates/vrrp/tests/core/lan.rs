@@ -1,12 +1,14 @@
-//! A simulated LAN: several instances of one virtual router on a shared
+//! A simulated LAN: instances of one or more virtual routers on a shared
 //! segment, a simulated clock and a fixed delivery delay. Adverts are
 //! encoded and decoded for real, so the codec and the receive checks run
-//! on every delivery.
+//! on every delivery; each reaches the nodes of its own VRID. Nodes may be
+//! joined into sync groups, which are brought into line after anything
+//! happened to one of their members.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use vrrp::{Action, Authentication, Config, Instance, Received, State, Version};
+use vrrp::{Action, Authentication, Config, Instance, Received, State, SyncGroup, Version};
 
 /// Time a frame takes from sender to receivers.
 pub const LATENCY: Duration = Duration::from_millis(1);
@@ -34,6 +36,10 @@ pub struct Lan {
     pub now: Instant,
     pub nodes: Vec<Node>,
     in_flight: Vec<Frame>,
+    /// Each sync group with its member nodes, in ascending order.
+    groups: Vec<(SyncGroup, Vec<usize>)>,
+    /// Every state a group entered: (time, group index, state).
+    pub group_history: Vec<(Instant, usize, State)>,
 }
 
 /// A node's configuration: VRID 51, one virtual address, host address
@@ -72,7 +78,36 @@ impl Lan {
                 })
                 .collect(),
             in_flight: Vec::new(),
+            groups: Vec::new(),
+            group_history: Vec::new(),
         }
+    }
+
+    /// Joins `members` (ascending node indices) into a sync group; returns
+    /// the group's index.
+    pub fn add_group(&mut self, name: &str, members: Vec<usize>) -> usize {
+        assert!(members.windows(2).all(|pair| pair[0] < pair[1]));
+        self.groups
+            .push((SyncGroup::new(name, members.len()), members));
+        self.groups.len() - 1
+    }
+
+    /// Health tracking's verdict for node `index`.
+    pub fn set_fault(&mut self, index: usize, faulty: bool) {
+        let now = self.now;
+        if let Some(instance) = self.nodes[index].instance.as_mut() {
+            instance.set_fault(now, faulty);
+            self.drain(index);
+        }
+    }
+
+    /// The states group `group` entered, in order.
+    pub fn group_states(&self, group: usize) -> Vec<State> {
+        self.group_history
+            .iter()
+            .filter(|(_, g, _)| *g == group)
+            .map(|(_, _, state)| *state)
+            .collect()
     }
 
     pub fn start(&mut self, index: usize) {
@@ -186,8 +221,47 @@ impl Lan {
         }
     }
 
-    /// Carries out every action host `index` asked for.
+    /// Carries out every action host `index` asked for, then lets its sync
+    /// groups react (and carries out what their members then ask for).
     fn drain(&mut self, index: usize) {
+        self.drain_node(index);
+        for group in 0..self.groups.len() {
+            if self.groups[group].1.contains(&index) {
+                self.sync_group(group);
+            }
+        }
+    }
+
+    fn sync_group(&mut self, group: usize) {
+        let now = self.now;
+        // Each round can only move members one step; two suffice.
+        for _ in 0..4 {
+            let (sync_group, members) = &mut self.groups[group];
+            let mut instances: Vec<&mut Instance> = self
+                .nodes
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| members.contains(i))
+                .filter_map(|(_, node)| node.instance.as_mut())
+                .collect();
+            if instances.len() != members.len() {
+                return;
+            }
+            if let Some(state) = sync_group.sync(now, &mut instances) {
+                self.group_history.push((now, group, state));
+            }
+            let before: usize = self.nodes.iter().map(|n| n.history.len()).sum();
+            for member in self.groups[group].1.clone() {
+                self.drain_node(member);
+            }
+            let after: usize = self.nodes.iter().map(|n| n.history.len()).sum();
+            if before == after {
+                return;
+            }
+        }
+    }
+
+    fn drain_node(&mut self, index: usize) {
         let now = self.now;
         while let Some(action) = self.nodes[index]
             .instance
@@ -200,7 +274,10 @@ impl Lan {
                     let source = instance.config().primary_address;
                     for destination in instance.config().destinations() {
                         let bytes = instance.encode(&advert, destination);
-                        for to in (0..self.nodes.len()).filter(|&to| to != index) {
+                        let vrid = advert.vrid;
+                        for to in (0..self.nodes.len())
+                            .filter(|&to| to != index && self.nodes[to].config.vrid == vrid)
+                        {
                             let addressed = destination.is_multicast()
                                 || destination == self.nodes[to].config.primary_address;
                             if addressed {

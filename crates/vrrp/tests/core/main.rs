@@ -7,3 +7,5 @@ mod codec;
 mod convergence;
 mod election;
 mod lan;
+mod sync_groups;
+mod tracking;

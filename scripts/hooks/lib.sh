@@ -1,0 +1,214 @@
+# shellcheck shell=bash disable=SC2034  # the variables set here are used by promote and demote
+# lib.sh: what the promote and demote hooks share: their options, the
+# paths of what they create, each step's "already done?" test, and the
+# reporting of which step failed. Sourced by scripts/hooks/promote and
+# scripts/hooks/demote; not a command of its own.
+#
+# State of one resource's exposure lives in $HAPAIR_RUN_DIR/hooks/RESOURCE/:
+#   fuse/nbd       the NBD export as a file (nbdfuse's mount point is fuse/)
+#   nbdfuse.pid    written by nbdfuse once it serves
+#   nbdfuse.log    nbdfuse's output
+#   nbd-device     the /dev/nbdN that nbd-client attached, when that way
+
+# The hook's name (promote or demote), for every message.
+HOOK_NAME=$(basename "$0")
+
+usage_common() {
+    cat <<EOF
+Options (each also settable by the environment variable shown):
+  -c, --config DIR      haadm's configuration directory      HAPAIR_CONFIG_DIR (haadm's default)
+      --node NAME       this node's name in the configuration HAPAIR_NODE (haadm's default)
+      --run-dir DIR     replicad's run directory               HAPAIR_RUN_DIR (/run/hapair)
+      --haadm PATH      the haadm program                      HAPAIR_HAADM (haadm)
+      --expose HOW      auto, nbd (nbd-client) or fuse (nbdfuse + loop device)
+                                                               HAPAIR_EXPOSE (auto)
+      --retries N       tries of haadm primary/secondary while the peer or a
+                        client still holds on                  HAPAIR_RETRIES (10)
+      --retry-delay S   seconds between those tries            HAPAIR_RETRY_DELAY (1)
+  -h, --help            this help
+
+auto exposes the volume with nbd-client when the kernel has the nbd module
+(/sys/module/nbd) and nbd-client is installed, otherwise with nbdfuse and a
+loop device. replicad serves the Primary's volume on RUN_DIR/RESOURCE.nbd.
+
+Exit codes: 0 done (also when every step was already done), 1 a step
+failed (the message names it and why), 2 usage error.
+EOF
+}
+
+HAPAIR_RUN_DIR=${HAPAIR_RUN_DIR:-/run/hapair}
+HAPAIR_HAADM=${HAPAIR_HAADM:-haadm}
+HAPAIR_EXPOSE=${HAPAIR_EXPOSE:-auto}
+HAPAIR_RETRIES=${HAPAIR_RETRIES:-10}
+HAPAIR_RETRY_DELAY=${HAPAIR_RETRY_DELAY:-1}
+HAPAIR_CONFIG_DIR=${HAPAIR_CONFIG_DIR:-}
+HAPAIR_NODE=${HAPAIR_NODE:-}
+
+# Prints a progress line: "promote r0: mount: /srv/data mounted".
+say() {
+    printf '%s %s: %s\n' "$HOOK_NAME" "${RESOURCE:-?}" "$*"
+}
+
+# Ends the hook: STEP failed, and why. Exit 1.
+fail() {
+    local step=$1
+    shift
+    printf '%s %s: step %s failed: %s\n' "$HOOK_NAME" "${RESOURCE:-?}" "$step" "$*" >&2
+    exit 1
+}
+
+usage_error() {
+    printf '%s: %s (see %s --help)\n' "$HOOK_NAME" "$*" "$HOOK_NAME" >&2
+    exit 2
+}
+
+# Parses the common options and the two positional arguments; what
+# follows them (after an optional --) is the service command, in SERVICE.
+# The caller's usage function is $1.
+parse_arguments() {
+    local usage=$1
+    shift
+    while (($# > 0)); do
+        case $1 in
+        -h | --help)
+            "$usage"
+            exit 0
+            ;;
+        -c | --config | --node | --run-dir | --haadm | --expose | --retries | --retry-delay)
+            (($# >= 2)) || usage_error "$1 needs a value"
+            case $1 in
+            -c | --config) HAPAIR_CONFIG_DIR=$2 ;;
+            --node) HAPAIR_NODE=$2 ;;
+            --run-dir) HAPAIR_RUN_DIR=$2 ;;
+            --haadm) HAPAIR_HAADM=$2 ;;
+            --expose) HAPAIR_EXPOSE=$2 ;;
+            --retries) HAPAIR_RETRIES=$2 ;;
+            --retry-delay) HAPAIR_RETRY_DELAY=$2 ;;
+            esac
+            shift 2
+            ;;
+        --)
+            shift
+            break
+            ;;
+        -*) usage_error "unknown option $1" ;;
+        *) break ;;
+        esac
+    done
+    (($# >= 2)) || usage_error "RESOURCE and MOUNTPOINT are required"
+    RESOURCE=$1
+    MOUNTPOINT=$2
+    shift 2
+    [[ ${1:-} == -- ]] && shift
+    SERVICE=("$@")
+    [[ $HAPAIR_RETRIES =~ ^[0-9]+$ ]] || usage_error "--retries must be a whole number, not '$HAPAIR_RETRIES'"
+    [[ $HAPAIR_RETRY_DELAY =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+        usage_error "--retry-delay must be a number of seconds, not '$HAPAIR_RETRY_DELAY'"
+    case $HAPAIR_EXPOSE in
+    auto | nbd | fuse) ;;
+    *) usage_error "--expose must be auto, nbd or fuse, not '$HAPAIR_EXPOSE'" ;;
+    esac
+    [[ $MOUNTPOINT == /* ]] || usage_error "MOUNTPOINT must be an absolute path, not '$MOUNTPOINT'"
+    MOUNTPOINT=${MOUNTPOINT%/}
+    STATE_DIR=$HAPAIR_RUN_DIR/hooks/$RESOURCE
+    FUSE_DIR=$STATE_DIR/fuse
+    FUSE_FILE=$FUSE_DIR/nbd
+    FUSE_PID_FILE=$STATE_DIR/nbdfuse.pid
+    NBD_DEVICE_FILE=$STATE_DIR/nbd-device
+    NBD_SOCKET=$HAPAIR_RUN_DIR/$RESOURCE.nbd
+}
+
+# Runs haadm with the configured options; its output goes to ours.
+haadm() {
+    local options=(--run-dir "$HAPAIR_RUN_DIR")
+    [[ -n $HAPAIR_CONFIG_DIR ]] && options+=(-c "$HAPAIR_CONFIG_DIR")
+    [[ -n $HAPAIR_NODE ]] && options+=(--node "$HAPAIR_NODE")
+    "$HAPAIR_HAADM" "${options[@]}" "$@"
+}
+
+# The resource's role (Primary/Secondary); fails with haadm's code.
+current_role() {
+    haadm role "$RESOURCE"
+}
+
+# Runs `haadm ROLE RESOURCE` until it succeeds, retrying while haadm
+# answers "state change refused" (11: the peer is still Primary, or a
+# client still holds the volume). Any other failure ends at once. Sets
+# HAADM_OUTPUT to what the last try printed and returns its exit code.
+change_role() {
+    local role=$1 try code
+    for ((try = 1; ; try++)); do
+        code=0
+        HAADM_OUTPUT=$(haadm "$role" "$RESOURCE" 2>&1) || code=$?
+        if ((code != 11 || try > HAPAIR_RETRIES)); then
+            return "$code"
+        fi
+        say "$role: refused (try $try of $((HAPAIR_RETRIES + 1))), retrying in ${HAPAIR_RETRY_DELAY}s: $HAADM_OUTPUT"
+        sleep "$HAPAIR_RETRY_DELAY"
+    done
+}
+
+# True when MOUNTPOINT has a file system mounted on it.
+is_mounted() {
+    findmnt --mountpoint "$1" >/dev/null 2>&1
+}
+
+# The source device of the mount on $1 (empty if none).
+mount_source() {
+    findmnt --noheadings --output SOURCE --mountpoint "$1" 2>/dev/null | tail -n 1
+}
+
+# The loop devices whose backing file is the export's file.
+fuse_loop_devices() {
+    losetup --noheadings --output NAME --associated "$FUSE_FILE" 2>/dev/null || true
+}
+
+# The nbd device nbd-client attached for this resource, if still attached.
+attached_nbd_device() {
+    local device
+    [[ -f $NBD_DEVICE_FILE ]] || return 0
+    device=$(<"$NBD_DEVICE_FILE")
+    if [[ -e /sys/block/${device#/dev/}/pid ]]; then
+        echo "$device"
+    fi
+}
+
+# The block devices that are this resource's volume here, one a line.
+exposed_devices() {
+    attached_nbd_device
+    fuse_loop_devices
+}
+
+# The pid nbdfuse wrote, if that process still runs.
+nbdfuse_pid() {
+    local pid
+    [[ -f $FUSE_PID_FILE ]] || return 0
+    pid=$(<"$FUSE_PID_FILE")
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+        echo "$pid"
+    fi
+}
+
+# Waits up to $2 seconds (tenths allowed) for process $1 to exit.
+wait_for_exit() {
+    local pid=$1 tenths
+    tenths=$(awk -v s="$2" 'BEGIN { printf "%d", s * 10 }')
+    while ((tenths-- > 0)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    ! kill -0 "$pid" 2>/dev/null
+}
+
+# Runs the service command, if one was given, as step "service".
+run_service() {
+    local what=$1
+    if ((${#SERVICE[@]} == 0)); then
+        say "service: none given"
+        return
+    fi
+    local code=0
+    "${SERVICE[@]}" || code=$?
+    ((code == 0)) || fail service "'${SERVICE[*]}' exited with $code"
+    say "service: ${what} ('${SERVICE[*]}')"
+}

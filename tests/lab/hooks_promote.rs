@@ -1,0 +1,491 @@
+//! The storage pair's failover hooks and its health check, against a real
+//! replicad pair: `scripts/hooks/promote` and `demote` run by hand (as
+//! vrrpd's notify_master / notify_backup would run them) expose the volume
+//! with nbdfuse and a loop device, fsck it, mount it and start a service,
+//! and undo all of it; running either twice does no harm, and a failing
+//! step is named. `haadm check` gives each Nagios exit code in a scenario
+//! made for it, and writes the track file.
+//!
+//! The hooks run in the test's own namespaces, as on a real host: only
+//! the daemons live in lab hosts (the control and NBD sockets are files).
+//! `ip netns exec` would give them a mount namespace of their own, whose
+//! mounts the test could not see.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use hapair_lab::{
+    Finished, Lab, RESOURCE, ReplicadNode, VrrpInstance, Vrrpd, binary, lab_lock, path_arg,
+    program, require_root, run_bounded, run_ok, vrrpd_config,
+};
+
+use crate::common::{wait_for_state, with_margin};
+use crate::replicad_pair_kit::{
+    Extras, in_sync, make_split_brain, synced_pair, wait_for, wait_for_status,
+};
+
+/// How long one hook may take: a few haadm retries, nbdfuse, fsck.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+const MIB: u64 = 1 << 20;
+
+/// The repository's hook scripts.
+fn hook_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/hooks")
+        .join(name)
+}
+
+/// Hook `name` (promote or demote) for `node` with `args`, pointed at the
+/// node's haadm options through the environment, nbdfuse forced (the lab
+/// kernel has no nbd module), retries every half second; `env` adds to or
+/// overrides that.
+fn hook_command(node: &ReplicadNode, name: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(hook_path(name));
+    command
+        .args(args)
+        .env("HAPAIR_HAADM", binary("haadm"))
+        .env("HAPAIR_CONFIG_DIR", node.config_dir())
+        .env("HAPAIR_NODE", node.name())
+        .env("HAPAIR_RUN_DIR", node.run_dir())
+        .env("HAPAIR_EXPOSE", "fuse")
+        .env("HAPAIR_RETRY_DELAY", "0.5")
+        .envs(env.iter().copied());
+    command
+}
+
+/// Whether `path` is a mount point now (from /proc/self/mounts).
+fn is_mounted(path: &Path) -> bool {
+    let mounts = fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts is readable");
+    mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(1))
+        .any(|target| Path::new(target) == path)
+}
+
+/// One node's use of the hooks: its mount point and where the hooks keep
+/// their state. Dropping it (also while a test panics) undoes whatever the
+/// hooks left: the mount, the loop devices, nbdfuse. Declare it after the
+/// pair, so that it drops first.
+struct Hooked<'a> {
+    node: &'a ReplicadNode,
+    mountpoint: PathBuf,
+}
+
+impl<'a> Hooked<'a> {
+    /// A fresh, existing mount point in the node's directory.
+    fn new(node: &'a ReplicadNode) -> Hooked<'a> {
+        let mountpoint = node.new_path("srv", "mnt");
+        fs::create_dir(&mountpoint)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", mountpoint.display()));
+        Hooked { node, mountpoint }
+    }
+
+    fn mount_arg(&self) -> &str {
+        path_arg(&self.mountpoint)
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.node.run_dir().join("hooks").join(RESOURCE)
+    }
+
+    fn fuse_dir(&self) -> PathBuf {
+        self.state_dir().join("fuse")
+    }
+
+    /// The loop devices over the export's nbdfuse file, or why `losetup`
+    /// could not list them.
+    fn listed_loop_devices(&self) -> Result<Vec<String>, String> {
+        let output = Command::new(program("losetup"))
+            .args(["--noheadings", "--output", "NAME", "--associated"])
+            .arg(self.fuse_dir().join("nbd"))
+            .output()
+            .map_err(|error| format!("cannot run losetup: {error}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "losetup --associated failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn loop_devices(&self) -> Vec<String> {
+        self.listed_loop_devices()
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// The running nbdfuse's pid, from the pid file the hook had it write.
+    fn nbdfuse_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.state_dir().join("nbdfuse.pid")).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
+        Path::new("/proc")
+            .join(pid.to_string())
+            .exists()
+            .then_some(pid)
+    }
+
+    /// Panics unless nothing of the exposure is left and the node is
+    /// Secondary.
+    fn assert_undone(&self) {
+        assert!(
+            !is_mounted(&self.mountpoint),
+            "{} still mounted",
+            self.mountpoint.display()
+        );
+        assert_eq!(
+            self.loop_devices(),
+            Vec::<String>::new(),
+            "loop devices left"
+        );
+        assert!(!is_mounted(&self.fuse_dir()), "nbdfuse's mount left");
+        assert_eq!(self.nbdfuse_pid(), None, "nbdfuse still runs");
+        assert_eq!(self.node.status()["role"], "Secondary");
+    }
+
+    /// Hook `name` for this node and mount point, then `service`.
+    fn command(&self, name: &str, service: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut args = vec![RESOURCE, self.mount_arg()];
+        args.extend_from_slice(service);
+        hook_command(self.node, name, &args, env)
+    }
+
+    fn promote(&self, service: &[&str]) -> Finished {
+        run_bounded(self.command("promote", service, &[]), HOOK_TIMEOUT)
+    }
+
+    fn demote(&self, service: &[&str]) -> Finished {
+        run_bounded(self.command("demote", service, &[]), HOOK_TIMEOUT)
+    }
+}
+
+impl Drop for Hooked<'_> {
+    fn drop(&mut self) {
+        let quiet = |argv: &[&str]| {
+            let _ = Command::new(argv[0]).args(&argv[1..]).output();
+        };
+        if is_mounted(&self.mountpoint) {
+            quiet(&["umount", "-l", self.mount_arg()]);
+        }
+        match self.listed_loop_devices() {
+            Ok(devices) => {
+                for device in devices {
+                    quiet(&["losetup", "-d", &device]);
+                }
+            }
+            Err(why) => eprintln!("cleanup: {why}"),
+        }
+        let fuse_dir = self.fuse_dir();
+        if is_mounted(&fuse_dir) {
+            quiet(&["fusermount3", "-u", "-z", path_arg(&fuse_dir)]);
+        }
+        if let Some(pid) = self.nbdfuse_pid() {
+            quiet(&["kill", "-KILL", &pid.to_string()]);
+        }
+    }
+}
+
+/// Panics unless the hook failed (exit 1) naming `step` and saying `why`.
+#[track_caller]
+fn expect_step_failure(finished: &Finished, step: &str, why: &str) {
+    finished.expect_code(1);
+    assert!(
+        finished.stderr.contains(&format!("step {step} failed")) && finished.stderr.contains(why),
+        "{} should name step {step} and say {why:?}:\n{}",
+        finished.command,
+        finished.stderr
+    );
+}
+
+#[test]
+fn promote_and_demote_move_a_mounted_file_system_between_the_nodes() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let pair = synced_pair(&Extras::default());
+    let (ha1, ha2) = (Hooked::new(&pair.ha1), Hooked::new(&pair.ha2));
+    let service_log = pair.ha1.new_path("service", "log");
+    let service = |word: &str| {
+        vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("echo {word} >> {}", service_log.display()),
+        ]
+    };
+    let start = service("start");
+    let start: Vec<&str> = start.iter().map(String::as_str).collect();
+    let stop = service("stop");
+    let stop: Vec<&str> = stop.iter().map(String::as_str).collect();
+
+    // A new volume holds no file system: promote exposes it and stops at
+    // fsck, leaving the device for the operator's mkfs.
+    expect_step_failure(&ha1.promote(&start), "fsck", "fsck -p");
+    assert!(!is_mounted(&ha1.mountpoint));
+    let devices = ha1.loop_devices();
+    assert_eq!(
+        devices.len(),
+        1,
+        "promote left its loop device: {devices:?}"
+    );
+    run_ok(&[path_arg(&program("mkfs.ext4")), "-q", "-F", &devices[0]]);
+
+    let promoted = ha1.promote(&start);
+    promoted.expect_code(0);
+    assert!(is_mounted(&ha1.mountpoint), "{}", promoted.stdout);
+    let content = b"written on ha1 through the promoted mount\n".repeat(1000);
+    let file = ha1.mountpoint.join("data.txt");
+    fs::write(&file, &content).expect("write a file on the mounted volume");
+    run_ok(&["sync", "-f", path_arg(&file)]);
+
+    // Again: every step already done, nothing changes.
+    let again = ha1.promote(&start);
+    again.expect_code(0);
+    for done in [
+        "primary: already Primary",
+        "expose: nbdfuse already serves",
+        "already on loop device",
+        "fsck: skipped",
+        "mount: already mounted",
+    ] {
+        assert!(
+            again.stdout.contains(done),
+            "second promote should say {done:?}:\n{}",
+            again.stdout
+        );
+    }
+    assert_eq!(
+        ha1.loop_devices(),
+        devices,
+        "the same loop device, no second one"
+    );
+    assert_eq!(fs::read(&file).expect("read it back"), content);
+
+    // ha2 cannot take over while ha1 is Primary: refused, named, nothing
+    // exposed there; and demote on a never-promoted node succeeds.
+    let refused = run_bounded(
+        ha2.command("promote", &[], &[("HAPAIR_RETRIES", "2")]),
+        HOOK_TIMEOUT,
+    );
+    expect_step_failure(&refused, "primary", "refused after 3 tries");
+    assert!(refused.stdout.contains("retrying"), "{}", refused.stdout);
+    ha2.demote(&[]).expect_code(0);
+    ha2.assert_undone();
+
+    // The handover of a failover: ha2's promote starts while ha1 is still
+    // Primary (its haadm, logged by a pass-through wrapper, is refused),
+    // keeps retrying, and succeeds once ha1 has demoted.
+    let calls = pair.ha2.new_path("haadm-calls", "log");
+    let wrapper = pair.ha2.new_path("haadm-logged", "sh");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncode=0\n'{}' \"$@\" || code=$?\necho \"$* -> $code\" >> '{}'\nexit $code\n",
+            binary("haadm").display(),
+            calls.display()
+        ),
+    )
+    .expect("write the haadm wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
+    let takeover = ha2.command(
+        "promote",
+        &[],
+        &[
+            ("HAPAIR_HAADM", path_arg(&wrapper)),
+            ("HAPAIR_RETRIES", "60"),
+        ],
+    );
+    let takeover = thread::spawn(move || run_bounded(takeover, HOOK_TIMEOUT));
+    wait_for(
+        "ha2's promote refused while ha1 is Primary",
+        || fs::read_to_string(&calls).is_ok_and(|log| log.contains("primary r0 -> 11")),
+        || fs::read_to_string(&calls).unwrap_or_default(),
+    );
+    let demoted = ha1.demote(&stop);
+    demoted.expect_code(0);
+    ha1.assert_undone();
+    let takeover = takeover.join().expect("the promote thread");
+    takeover.expect_code(0);
+    assert!(
+        takeover.stdout.contains("primary: refused (try 1"),
+        "{}",
+        takeover.stdout
+    );
+    assert!(
+        takeover.stdout.contains("primary: promoted"),
+        "{}",
+        takeover.stdout
+    );
+    let again = ha1.demote(&stop);
+    again.expect_code(0);
+    assert!(
+        again.stdout.contains("not mounted") && again.stdout.contains("already Secondary"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        fs::read_to_string(&service_log).expect("the service command ran"),
+        "start\nstart\nstop\nstop\n"
+    );
+
+    // The other node serves what ha1 wrote.
+    assert_eq!(
+        fs::read(ha2.mountpoint.join("data.txt")).expect("ha2 reads the file"),
+        content
+    );
+    ha2.demote(&[]).expect_code(0);
+    ha2.assert_undone();
+
+    // A missing mount point stops promote at the mount step; demote
+    // cleans up what it had done. (ha1 first learns that ha2 is
+    // Secondary again: this is not about the handover.)
+    wait_for_status(&pair.ha1, "ha2's demotion", |s| {
+        s["peer"]["role"] != "Primary"
+    });
+    let missing = Hooked {
+        node: &pair.ha1,
+        mountpoint: pair.ha1.dir().join("no-such-directory"),
+    };
+    expect_step_failure(&missing.promote(&[]), "mount", "does not exist");
+    assert_eq!(pair.ha1.status()["role"], "Primary");
+    missing.demote(&[]).expect_code(0);
+    missing.assert_undone();
+}
+
+/// Runs `haadm check ARGS` on `node`; panics unless it exits with `code`
+/// and its one line starts with `HAPAIR <word> - ` and contains `words`.
+#[track_caller]
+fn expect_check(node: &ReplicadNode, args: &[&str], code: i32, words: &[&str]) {
+    let mut argv = vec!["check"];
+    argv.extend_from_slice(args);
+    let finished = node.haadm(&argv);
+    finished.expect_code(code);
+    let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::try_from(code).expect("0..=3")];
+    let line = finished.stdout.trim_end();
+    assert!(
+        !line.contains('\n') && line.starts_with(&format!("HAPAIR {word} - ")),
+        "{}: one line, HAPAIR {word}: {line}",
+        node.name()
+    );
+    for expected in words {
+        assert!(
+            line.contains(expected),
+            "{}: {line:?} should contain {expected:?}",
+            node.name()
+        );
+    }
+}
+
+fn read_track_file(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+#[test]
+fn haadm_check_gives_each_nagios_code_in_its_scenario() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let mut pair = synced_pair(&Extras::default());
+    let track = pair.ha1.new_path("track", "value");
+    let track_arg = path_arg(&track).to_owned();
+
+    // OK: a synced pair, ha1's vrrpd MASTER (a real vrrpd, alone in a lab
+    // of its own, so it takes the master role).
+    let lab = Lab::new(1);
+    let instance = VrrpInstance::new(51, 150, "10.99.0.100/24");
+    let mut vrrpd = Vrrpd::start(lab.host(1), &vrrpd_config(std::slice::from_ref(&instance)));
+    wait_for_state(
+        &vrrpd,
+        "VI_1",
+        "MASTER",
+        with_margin(instance.master_down_interval()) + Duration::from_secs(2),
+    );
+    let state = vrrpd.state_path();
+    let state_arg = path_arg(&state).to_owned();
+    expect_check(
+        &pair.ha1,
+        &["--vrrp-state", &state_arg, "--write-track-file", &track_arg],
+        0,
+        &["HAPAIR OK - r0 Primary/Secondary UpToDate/UpToDate Connected; VI_1 MASTER"],
+    );
+    assert_eq!(read_track_file(&track), "0\n");
+    expect_check(
+        &pair.ha2,
+        &[],
+        0,
+        &["r0 Secondary/Primary UpToDate/UpToDate Connected"],
+    );
+
+    // CRITICAL: vrrpd stopped, its state file left naming a dead pid.
+    vrrpd.stop(Duration::from_secs(15));
+    expect_check(
+        &pair.ha1,
+        &["--vrrp-state", &state_arg],
+        2,
+        &["vrrpd is not running"],
+    );
+    // UNKNOWN: a state file named but missing.
+    let missing = pair.ha1.dir().join("no-such-state.json");
+    expect_check(
+        &pair.ha1,
+        &["--vrrp-state", path_arg(&missing)],
+        3,
+        &["no-such-state.json"],
+    );
+
+    // WARNING: ha2 disconnected; ha1 waits for it, ha2 stands alone.
+    pair.ha2.haadm(&["disconnect", RESOURCE]).expect_code(0);
+    wait_for_status(&pair.ha1, "the lost connection", |s| {
+        s["peer"]["connection"] == "Connecting"
+    });
+    expect_check(
+        &pair.ha1,
+        &["--write-track-file", &track_arg],
+        1,
+        &["r0: peer ha2 not connected (Connecting)"],
+    );
+    assert_eq!(
+        read_track_file(&track),
+        "0\n",
+        "a Primary that lost its peer is still fit"
+    );
+    expect_check(&pair.ha2, &[], 1, &["r0: StandAlone, not replicating"]);
+    pair.ha2.haadm(&["connect", RESOURCE]).expect_code(0);
+    wait_for_status(&pair.ha1, "the reconnect", in_sync);
+
+    // CRITICAL: a split brain, on both nodes.
+    make_split_brain(&pair, &(MIB..2 * MIB), &(3 * MIB..4 * MIB));
+    for node in [&pair.ha1, &pair.ha2] {
+        node.haadm(&["connect", RESOURCE]).expect_code(0);
+    }
+    for node in [&pair.ha1, &pair.ha2] {
+        wait_for_status(node, "split-brain detection", |s| {
+            s["peer"]["split_brain"] == true
+        });
+        expect_check(
+            node,
+            &[],
+            2,
+            &["r0: split brain", "haadm connect --discard-my-data r0"],
+        );
+    }
+
+    // UNKNOWN: replicad not running; the track file says unfit.
+    pair.ha1.crash();
+    expect_check(
+        &pair.ha1,
+        &["--write-track-file", &track_arg],
+        3,
+        &["replicad is not running"],
+    );
+    assert_eq!(read_track_file(&track), "1\n");
+}

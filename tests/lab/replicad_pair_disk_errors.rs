@@ -1,0 +1,167 @@
+//! `on-io-error detach` with a peer (issue 4 §6): the Primary's disk
+//! starts failing while one NBD client is connected and working; the
+//! Primary becomes Diskless and keeps serving through the peer, so the
+//! client sees no error, and what it writes afterwards is on the peer and
+//! reads back. The peer stays UpToDate and records what the Diskless node
+//! misses: once the disk works again, down and up on the old Primary
+//! resync only those blocks from the peer.
+//!
+//! The failing disk is the one of `replicad_disk_errors` (nbdkit's error
+//! filter behind nbdfuse); both nodes keep their metadata external.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use hapair_lab::{RESOURCE, lab_lock, path_arg, program, read_file_range, require_root};
+
+use crate::replicad_disk_errors::FailingDisk;
+use crate::replicad_pair_kit::{
+    Extras, backing_bytes, handler_calls, in_sync, resynced_bytes, synced_pair, wait_for,
+    wait_for_status,
+};
+
+const MIB: u64 = 1 << 20;
+/// Written while the disk works.
+const BEFORE: Range<u64> = 0..MIB;
+/// Written while the disk fails: a plain write, then one with FUA.
+const AFTER: Range<u64> = 8 * MIB..9 * MIB;
+const AFTER_FUA: Range<u64> = 16 * MIB..16 * MIB + 64 * 1024;
+/// How long the client pauses between its two halves; the disk is made
+/// to fail inside the pause.
+const PAUSE_MS: u64 = 10_000;
+
+fn filled(range: &Range<u64>, byte: u8) -> Vec<u8> {
+    vec![byte; (range.end - range.start) as usize]
+}
+
+#[test]
+fn detach_serves_through_the_peer_and_reattach_resyncs() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let disk = FailingDisk::start();
+    let pair = synced_pair(&Extras {
+        ha1_disk: Some(disk.disk.file()),
+        recorded_handlers: vec!["local-io-error"],
+        ..Extras::default()
+    });
+
+    // One client session across the failure: write and read back, pause
+    // (the disk fails meanwhile), then write, read back, read what was
+    // written before, flush, and a FUA write.
+    let qemu_io = program("qemu-io");
+    let uri = pair.ha1.nbd_uri();
+    let mut argv: Vec<String> = vec![path_arg(&qemu_io).into(), "-f".into(), "raw".into(), uri];
+    for command in [
+        format!(
+            "write -P 0xa1 {} {}",
+            BEFORE.start,
+            BEFORE.end - BEFORE.start
+        ),
+        format!(
+            "read -P 0xa1 {} {}",
+            BEFORE.start,
+            BEFORE.end - BEFORE.start
+        ),
+        format!("sleep {PAUSE_MS}"),
+        format!("write -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
+        format!("read -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
+        format!(
+            "read -P 0xa1 {} {}",
+            BEFORE.start,
+            BEFORE.end - BEFORE.start
+        ),
+        "flush".to_string(),
+        format!(
+            "write -f -P 0xc3 {} {}",
+            AFTER_FUA.start,
+            AFTER_FUA.end - AFTER_FUA.start
+        ),
+        format!(
+            "read -P 0xc3 {} {}",
+            AFTER_FUA.start,
+            AFTER_FUA.end - AFTER_FUA.start
+        ),
+    ] {
+        argv.extend(["-c".to_string(), command]);
+    }
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut client = pair.ha1.spawn(&argv, &[("QEMU_IO_OPTIONS", "")]);
+    // The first half is done once the peer has the first write.
+    wait_for(
+        "the client's first write reaching the peer",
+        || backing_bytes(&pair.ha2, &BEFORE) == filled(&BEFORE, 0xa1),
+        || client.log(),
+    );
+    disk.evict_cache();
+    disk.fail();
+
+    let finished = client.wait_timeout(Duration::from_millis(PAUSE_MS) + Duration::from_secs(60));
+    let output = client.log();
+    assert!(
+        finished.is_some_and(|status| status.success())
+            && !output.contains("fail")
+            && !output.contains("error"),
+        "the client sees no error across the failure ({finished:?}):\n{output}\n{}",
+        pair.ha1.daemon().log()
+    );
+    assert!(
+        disk.disk.server_log().contains("injecting EIO error"),
+        "the disk really failed: {}",
+        disk.disk.server_log()
+    );
+
+    // ha1 is Diskless, ha2 UpToDate and has what was written after.
+    let ha1 = pair.ha1.status();
+    assert_eq!(ha1["disk"], "Diskless", "{ha1}");
+    assert_eq!(ha1["role"], "Primary", "{ha1}");
+    assert_eq!(ha1["peer"]["connection"], "Connected", "{ha1}");
+    assert_eq!(ha1["peer"]["disk"], "UpToDate", "{ha1}");
+    let ha2 = pair.ha2.status();
+    assert_eq!(ha2["disk"], "UpToDate", "{ha2}");
+    assert_eq!(ha2["peer"]["disk"], "Diskless", "{ha2}");
+    for (range, byte) in [(&AFTER, 0xb2), (&AFTER_FUA, 0xc3), (&BEFORE, 0xa1)] {
+        assert!(
+            backing_bytes(&pair.ha2, range) == filled(range, byte),
+            "ha2 holds {byte:#x} at {range:?}"
+        );
+    }
+    let log = pair.ha1.daemon().log();
+    assert!(log.contains("detached (on-io-error detach)"), "{log}");
+    wait_for(
+        "the local-io-error handler on ha1",
+        || !handler_calls(&pair.ha1, "local-io-error").is_empty(),
+        || pair.ha1.daemon().log(),
+    );
+    let call = &handler_calls(&pair.ha1, "local-io-error")[0];
+    assert!(
+        call.contains(&format!("DRBD_RESOURCE={RESOURCE}\n")),
+        "{call}"
+    );
+
+    // The disk works again: down and up attach it, and only the blocks
+    // written while Diskless come over from ha2.
+    disk.heal();
+    pair.ha1.haadm(&["secondary", RESOURCE]).expect_code(0);
+    pair.ha1.haadm(&["down", RESOURCE]).expect_code(0);
+    let before_resync = resynced_bytes(&pair.ha2);
+    pair.ha1.haadm(&["up", RESOURCE]).expect_code(0);
+    wait_for_status(&pair.ha1, "the resync after the re-attach", in_sync);
+    wait_for_status(&pair.ha2, "the resync after the re-attach", in_sync);
+    let crossed = resynced_bytes(&pair.ha2) - before_resync;
+    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
+    assert!(
+        crossed >= dirtied && crossed <= dirtied + MIB,
+        "a bitmap resync of what was written while Diskless ({dirtied} bytes), not a full one: {crossed} bytes crossed"
+    );
+    let ha1_disk = disk.disk.file();
+    for (range, byte) in [(&AFTER, 0xb2), (&AFTER_FUA, 0xc3), (&BEFORE, 0xa1)] {
+        let bytes = read_file_range(&ha1_disk, range.start, (range.end - range.start) as usize)
+            .expect("ha1's disk readable");
+        assert!(
+            bytes == filled(range, byte),
+            "ha1's re-attached disk holds {byte:#x} at {range:?}"
+        );
+    }
+}
