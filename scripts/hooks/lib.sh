@@ -158,9 +158,16 @@ mount_source() {
     findmnt --noheadings --output SOURCE --mountpoint "$1" 2>/dev/null | tail -n 1
 }
 
-# The loop devices whose backing file is the export's file.
+# The loop devices whose backing file is the export's file, from sysfs:
+# unlike losetup --associated, this never touches the FUSE file, so it
+# answers even when nbdfuse or replicad hangs.
 fuse_loop_devices() {
-    losetup --noheadings --output NAME --associated "$FUSE_FILE" 2>/dev/null || true
+    local backing name
+    for backing in /sys/block/loop*/loop/backing_file; do
+        [[ -r $backing && $(<"$backing") == "$FUSE_FILE" ]] || continue
+        name=${backing#/sys/block/}
+        echo "/dev/${name%%/*}"
+    done
 }
 
 # The nbd device nbd-client attached for this resource, if still attached.

@@ -14,13 +14,13 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
 use hapair_lab::{
     Finished, Lab, RESOURCE, ReplicadNode, VrrpInstance, Vrrpd, binary, lab_lock, path_arg,
-    program, require_root, run_bounded, run_ok, vrrpd_config,
+    program, require_root, run_bounded, run_ok, vrrpd_config, wait_until,
 };
 
 use crate::common::{wait_for_state, with_margin};
@@ -30,6 +30,8 @@ use crate::replicad_pair_kit::{
 
 /// How long one hook may take: a few haadm retries, nbdfuse, fsck.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one cleanup command may take.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 const MIB: u64 = 1 << 20;
 
 /// The repository's hook scripts.
@@ -96,30 +98,24 @@ impl<'a> Hooked<'a> {
         self.state_dir().join("fuse")
     }
 
-    /// The loop devices over the export's nbdfuse file, or why `losetup`
-    /// could not list them.
-    fn listed_loop_devices(&self) -> Result<Vec<String>, String> {
-        let output = Command::new(program("losetup"))
-            .args(["--noheadings", "--output", "NAME", "--associated"])
-            .arg(self.fuse_dir().join("nbd"))
-            .output()
-            .map_err(|error| format!("cannot run losetup: {error}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "losetup --associated failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect())
-    }
-
+    /// The loop devices over the export's nbdfuse file, from sysfs (which,
+    /// unlike `losetup --associated`, never touches the FUSE file, so it
+    /// answers even when the export hangs).
     fn loop_devices(&self) -> Vec<String> {
-        self.listed_loop_devices()
-            .unwrap_or_else(|why| panic!("{why}"))
+        let file = self.fuse_dir().join("nbd");
+        let Ok(entries) = fs::read_dir("/sys/block") else {
+            return Vec::new();
+        };
+        let mut devices: Vec<String> = entries
+            .flatten()
+            .filter(|entry| {
+                fs::read_to_string(entry.path().join("loop/backing_file"))
+                    .is_ok_and(|backing| Path::new(backing.trim_end()) == file)
+            })
+            .map(|entry| format!("/dev/{}", entry.file_name().to_string_lossy()))
+            .collect();
+        devices.sort();
+        devices
     }
 
     /// The running nbdfuse's pid, from the pid file the hook had it write.
@@ -168,26 +164,46 @@ impl<'a> Hooked<'a> {
 
 impl Drop for Hooked<'_> {
     fn drop(&mut self) {
-        let quiet = |argv: &[&str]| {
-            let _ = Command::new(argv[0]).args(&argv[1..]).output();
-        };
         if is_mounted(&self.mountpoint) {
-            quiet(&["umount", "-l", self.mount_arg()]);
+            cleanup(&["umount", "-l", self.mount_arg()]);
         }
-        match self.listed_loop_devices() {
-            Ok(devices) => {
-                for device in devices {
-                    quiet(&["losetup", "-d", &device]);
-                }
-            }
-            Err(why) => eprintln!("cleanup: {why}"),
+        for device in self.loop_devices() {
+            cleanup(&["losetup", "-d", &device]);
         }
         let fuse_dir = self.fuse_dir();
         if is_mounted(&fuse_dir) {
-            quiet(&["fusermount3", "-u", "-z", path_arg(&fuse_dir)]);
+            cleanup(&["fusermount3", "-u", "-z", path_arg(&fuse_dir)]);
         }
         if let Some(pid) = self.nbdfuse_pid() {
-            quiet(&["kill", "-KILL", &pid.to_string()]);
+            cleanup(&["kill", "-KILL", &pid.to_string()]);
+        }
+    }
+}
+
+/// Runs a cleanup command from `Drop`, where a panic would abort: a
+/// failure is printed, and a command still running after
+/// [`CLEANUP_TIMEOUT`] (stuck on a hung export) is killed and left behind
+/// rather than waited for.
+fn cleanup(argv: &[&str]) {
+    let mut child = match Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => return eprintln!("cleanup: cannot run {argv:?}: {error}"),
+    };
+    let ended = wait_until(CLEANUP_TIMEOUT, Duration::from_millis(20), || {
+        !matches!(child.try_wait(), Ok(None))
+    });
+    match (ended, child.try_wait()) {
+        (Some(_), Ok(Some(status))) if status.success() => {}
+        (Some(_), outcome) => eprintln!("cleanup: {argv:?} failed: {outcome:?}"),
+        (None, _) => {
+            let _ = child.kill();
+            eprintln!("cleanup: {argv:?} still running after {CLEANUP_TIMEOUT:?}; left behind");
         }
     }
 }

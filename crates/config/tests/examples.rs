@@ -83,11 +83,19 @@ fn storage_pair_promotes_and_demotes_r0() {
     let (ha1, ha2) = (&ha1.instances[0], &ha2.instances[0]);
     assert_eq!(
         ha1.notify_master.as_ref().map(|hook| hook.argv.clone()),
-        Some(vec!["/etc/hapair/hooks/promote".to_string(), "r0".into()])
+        Some(vec![
+            "/etc/hapair/hooks/promote".to_string(),
+            "r0".into(),
+            "/srv/r0".into()
+        ])
     );
     assert_eq!(
         ha1.notify_backup.as_ref().map(|hook| hook.argv.clone()),
-        Some(vec!["/etc/hapair/hooks/demote".to_string(), "r0".into()])
+        Some(vec![
+            "/etc/hapair/hooks/demote".to_string(),
+            "r0".into(),
+            "/srv/r0".into()
+        ])
     );
     assert!(ha1.priority > ha2.priority);
 }
