@@ -21,9 +21,9 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -145,20 +145,27 @@ fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 
 /// Reads a child's output stream to its end on a thread of its own, so
 /// that a chatty child never blocks on a full pipe.
-fn drain(stream: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
+fn drain(stream: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
     let mut stream = stream.expect("the stream was piped");
+    let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
         let mut bytes = Vec::new();
         // What arrived before an error is all there is to show.
         let _ = stream.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+        let _ = sender.send(String::from_utf8_lossy(&bytes).into_owned());
+    });
+    receiver
 }
 
-fn join_drain(reader: JoinHandle<String>) -> String {
-    reader
-        .join()
-        .unwrap_or_else(|_| "(the output reader panicked)".to_owned())
+/// How long the output of a finished command may stay open: a process it
+/// left behind (a daemon it started without redirecting its output) keeps
+/// the pipe open, and the test must not wait for that process to end.
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
+
+fn join_drain(reader: mpsc::Receiver<String>) -> String {
+    reader.recv_timeout(OUTPUT_GRACE).unwrap_or_else(|_| {
+        "(output not complete: a process the command left behind still holds it open)".to_owned()
+    })
 }
 
 /// Runs `argv` bounded by the default timeout and panics, showing its
