@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::drbd::{self, Warning};
-use crate::error::{ConfigError, printable};
+use crate::error::ConfigError;
 use crate::resource::{ResourceConfig, check_resources_apart, load_resources};
 use crate::yaml::read_file;
 
@@ -40,11 +40,7 @@ pub struct Loaded {
 /// `*.res` DRBD's, any other file is DRBD's when its first word is one of
 /// drbd.conf's top-level keywords.
 pub fn format_of(path: &Path) -> Result<Format, ConfigError> {
-    let origin = path.display().to_string();
-    let metadata = fs::metadata(path).map_err(|error| ConfigError::Read {
-        origin: printable(&origin),
-        reason: error.to_string(),
-    })?;
+    let metadata = fs::metadata(path).map_err(drbd::read_error(path))?;
     if metadata.is_dir() {
         return Ok(if drbd::is_drbd_directory(path)? {
             Format::Drbd
@@ -55,7 +51,9 @@ pub fn format_of(path: &Path) -> Result<Format, ConfigError> {
     match path.extension().and_then(|extension| extension.to_str()) {
         Some("yaml" | "yml") => Ok(Format::Yaml),
         Some("res") => Ok(Format::Drbd),
-        _ if drbd::looks_like_drbd(&read_file(path, &origin)?) => Ok(Format::Drbd),
+        _ if drbd::looks_like_drbd(&read_file(path, &path.display().to_string())?) => {
+            Ok(Format::Drbd)
+        }
         _ => Ok(Format::Yaml),
     }
 }

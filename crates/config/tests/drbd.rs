@@ -30,8 +30,18 @@ fn only(imported: &Imported) -> &ResourceConfig {
     &imported.resources[0].config
 }
 
-fn warnings(imported: &Imported) -> Vec<String> {
-    imported.warnings.iter().map(ToString::to_string).collect()
+/// Asserts that for each of `expected`, some warning contains it (and every
+/// word of `also`).
+fn assert_warned(imported: &Imported, expected: &[&str], also: &[&str]) {
+    let warnings: Vec<String> = imported.warnings.iter().map(ToString::to_string).collect();
+    for expected in expected {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(expected) && also.iter().all(|word| w.contains(word))),
+            "no warning {expected:?} (with {also:?}) in {warnings:#?}"
+        );
+    }
 }
 
 fn address(text: &str) -> SocketAddr {
@@ -83,19 +93,17 @@ fn drbd_84_form_resource_level_disks_syncer_and_units() {
         r84.handlers.local_io_error,
         shell("/usr/lib/drbd/notify-io-error.sh; halt -f")
     );
-    let warnings = warnings(&imported);
-    for expected in [
-        "84-resource-level.res:23: net max-buffers: ignored",
-        "84-resource-level.res:29: disk c-min-rate: ignored",
-        "84-resource-level.res:36: handlers pri-on-incon-degr: ignored",
-        "84-resource-level.res:39: startup wfc-timeout: ignored",
-        "84-resource-level.res:5: resource r84: device /dev/drbd1: ignored",
-    ] {
-        assert!(
-            warnings.iter().any(|w| w.contains(expected)),
-            "no warning {expected:?} in {warnings:#?}"
-        );
-    }
+    assert_warned(
+        &imported,
+        &[
+            "84-resource-level.res:23: net max-buffers: ignored",
+            "84-resource-level.res:29: disk c-min-rate: ignored",
+            "84-resource-level.res:36: handlers pri-on-incon-degr: ignored",
+            "84-resource-level.res:39: startup wfc-timeout: ignored",
+            "84-resource-level.res:5: resource r84: device /dev/drbd1: ignored",
+        ],
+        &[],
+    );
 }
 
 #[test]
@@ -120,24 +128,14 @@ fn drbd_9_volumes_connection_hosts_and_options() {
         r9.handlers.fence_peer,
         shell("/usr/lib/drbd/crm-fence-peer.9.sh")
     );
-    let warnings = warnings(&imported);
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains(":5: options auto-promote: ignored")),
-        "{warnings:#?}"
-    );
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains(":18: resource r9: node-id: ignored")),
-        "{warnings:#?}"
-    );
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains(":6: options quorum off: ignored: off is what hapair does")),
-        "{warnings:#?}"
+    assert_warned(
+        &imported,
+        &[
+            ":5: options auto-promote: ignored",
+            ":18: resource r9: node-id: ignored",
+            ":6: options quorum off: ignored: off is what hapair does",
+        ],
+        &[],
     );
 }
 
@@ -214,17 +212,15 @@ fn unsafe_options_stop_the_start_unless_allowed() {
     );
     let imported = import("valid/unsafe-dual-primary.res", true).unwrap();
     assert_eq!(only(&imported).name, "dual");
-    let warnings = warnings(&imported);
-    for expected in [
-        ":5: net allow-two-primaries yes: not supported",
-        ":11: options quorum majority: not supported",
-        ":12: options on-no-quorum io-error: not supported",
-    ] {
-        assert!(
-            warnings.iter().any(|w| w.contains(expected)),
-            "no {expected:?} in {warnings:#?}"
-        );
-    }
+    assert_warned(
+        &imported,
+        &[
+            ":5: net allow-two-primaries yes: not supported",
+            ":11: options quorum majority: not supported",
+            ":12: options on-no-quorum io-error: not supported",
+        ],
+        &[],
+    );
 }
 
 #[test]
@@ -239,19 +235,15 @@ fn resources_beyond_hapair_stop_the_start_or_are_skipped() {
     );
     let imported = import("valid/beyond-hapair.res", true).unwrap();
     assert_eq!(only(&imported).name, "two");
-    let warnings = warnings(&imported);
-    for expected in [
-        ":3: resource three: 3 `on` sections (t1, t2, t3)",
-        ":17: resource floater: `floating` nodes",
-        ":21: resource volumes: 2 volumes (0, 1)",
-    ] {
-        assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains(expected) && w.contains("skipped")),
-            "no {expected:?} in {warnings:#?}"
-        );
-    }
+    assert_warned(
+        &imported,
+        &[
+            ":3: resource three: 3 `on` sections (t1, t2, t3)",
+            ":17: resource floater: `floating` nodes",
+            ":21: resource volumes: 2 volumes (0, 1)",
+        ],
+        &["skipped"],
+    );
 }
 
 #[test]
@@ -449,7 +441,7 @@ fn include_budget_and_missing_glob_matches() {
 }
 
 #[test]
-fn huge_files_are_refused_without_reading_them_whole() {
+fn huge_files_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let huge = dir.path().join("huge.res");
     let mut text = String::from("global { usage-count no; }\n");
@@ -548,6 +540,16 @@ fn hapair_rules_are_reported_at_the_drbd_line_they_concern() {
         ),
         "{error}"
     );
+    let discard_local = text.replace("fencing resource-only;", "after-sb-0pri discard-local;");
+    let config = drbd::parse_config(&discard_local, Path::new("sb.res")).unwrap();
+    let error = drbd::convert(&config, true).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "sb.res:3: resource r0: after-sb-0pri: `discard-local` is not one of disconnect, \
+         discard-younger-primary, discard-older-primary, discard-zero-changes, \
+         discard-least-changes",
+        "drbd.conf's values only"
+    );
     let timeout = text.replace("fencing resource-only;", "ping-int 5;\n    timeout 60;");
     let config = drbd::parse_config(&timeout, Path::new("t.res")).unwrap();
     let error = drbd::convert(&config, true).unwrap_err().to_string();
@@ -566,4 +568,28 @@ fn sniffing_skips_comments_and_tells_yaml_keys_from_keywords() {
     assert!(!drbd::looks_like_drbd("resource: r0\n"));
     assert!(!drbd::looks_like_drbd("# resource r0 {\ninstances: []\n"));
     assert!(!drbd::looks_like_drbd(""));
+}
+
+#[test]
+fn an_address_family_beyond_tcp_stops_the_start_or_skips_the_resource() {
+    let text = "resource sdp {\n  \
+                on a { address sdp 10.0.0.1:7789; disk /d/r0; meta-disk internal; }\n  \
+                on b { address sdp 10.0.0.2:7789; disk /d/r0; meta-disk internal; }\n}\n\
+                resource tcp {\n  \
+                on a { address ipv4 10.0.0.1:7790; disk /d/r1; meta-disk internal; }\n  \
+                on b { address ipv4 10.0.0.2:7790; disk /d/r1; meta-disk internal; }\n}\n";
+    let config = drbd::parse_config(text, Path::new("family.res")).unwrap();
+    let error = drbd::convert(&config, false).unwrap_err().to_string();
+    assert!(
+        error.starts_with("family.res:2: resource sdp: address family sdp is not offered")
+            && error.contains("--allow-unsupported skips it"),
+        "{error}"
+    );
+    let imported = drbd::convert(&config, true).unwrap();
+    assert_eq!(only(&imported).name, "tcp");
+    assert_warned(
+        &imported,
+        &["family.res:2: resource sdp: address family sdp is not offered"],
+        &["skipped"],
+    );
 }

@@ -35,19 +35,26 @@ fn hook(command: &HookCommand) -> String {
 /// `word` for a POSIX shell: as it is when nothing in it is special, else
 /// in single quotes.
 fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
+    if is_plain(word, "/._-+=:,@%") {
         word.to_owned()
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
+/// Whether `text` is not empty and holds only ASCII letters, digits and
+/// the characters of `punctuation`, so it needs no quotes.
+fn is_plain(text: &str, punctuation: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || punctuation.contains(c))
+}
+
 /// `text` as one drbd.conf value: bare when it is a plain word, else a
 /// double-quoted string with `\` and `"` escaped.
 fn drbd_value(text: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%[]".contains(c);
-    if !text.is_empty() && text.chars().all(plain) {
+    if is_plain(text, "/._-+=:,@%[]") {
         text.to_owned()
     } else {
         format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))

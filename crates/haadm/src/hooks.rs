@@ -33,11 +33,13 @@ pub fn run(run_dir: &Path, args: &HooksArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| run_dir.join(JOURNAL_FILE_NAME));
     if !path.exists() && !rotated_path(&path).exists() {
-        eprintln!(
-            "haadm: no hook journal at {} (no hook has run yet, or the daemon writes it \
-             elsewhere: see vrrpd's hooks.journal, and pass --journal PATH)",
-            path.display()
-        );
+        let hint = if args.journal.is_some() {
+            "no hook has run yet, or the path is wrong"
+        } else {
+            "no hook has run yet, or the daemon writes it elsewhere: see vrrpd's \
+             hooks.journal, and pass --journal PATH"
+        };
+        eprintln!("haadm: no hook journal at {} ({hint})", path.display());
     }
     let contents = read_journal(&path).map_err(|error| error.to_string())?;
     for corrupt in &contents.corrupt {

@@ -3,8 +3,8 @@
 //! document per resource, each of which hapair's YAML loader reads back to
 //! the resource `haadm -c FILE` loads.
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
@@ -45,25 +45,23 @@ pub fn run(source: &Source, allow_unsupported: bool) -> Result<(), Failure> {
     }
 }
 
-/// The header comment of a resource's document.
-fn header(resource: &drbd::ImportedResource) -> String {
+/// A resource's YAML document, under a comment saying where it came from.
+fn document(resource: &drbd::ImportedResource) -> String {
     format!(
-        "# hapair resource {}, imported from {} by `haadm import drbd`\n",
+        "# hapair resource {}, imported from {} by `haadm import drbd`\n{}",
         resource.config.name,
-        resource.config.origin.display()
+        resource.config.origin.display(),
+        resource.yaml
     )
 }
 
 /// Every resource as a YAML document, `---` between them.
 fn documents(imported: &Imported) -> String {
-    let documents: Vec<String> = imported
-        .resources
-        .iter()
-        .map(|resource| format!("{}{}", header(resource), resource.yaml))
-        .collect();
+    let documents: Vec<String> = imported.resources.iter().map(document).collect();
     documents.join("---\n")
 }
 
+/// Writes each resource to `dir/NAME.yaml`, printing each path written.
 fn write_files(imported: &Imported, dir: &Path) -> Result<(), Failure> {
     for resource in &imported.resources {
         let path = dir.join(format!("{}.yaml", resource.config.name));
@@ -72,13 +70,24 @@ fn write_files(imported: &Imported, dir: &Path) -> Result<(), Failure> {
             .create_new(true)
             .open(&path)
             .map_err(|error| {
+                let hint = match error.kind() {
+                    ErrorKind::AlreadyExists => "import never overwrites a file: move it away",
+                    ErrorKind::NotFound => "create the directory first",
+                    _ => "check the directory's permissions",
+                };
                 Failure::io(format!(
-                    "cannot create {}: {error} (import never overwrites a file)",
+                    "cannot create {}: {error} ({hint})",
                     path.display()
                 ))
             })?;
-        file.write_all(format!("{}{}", header(resource), resource.yaml).as_bytes())
-            .map_err(|error| Failure::io(format!("cannot write {}: {error}", path.display())))?;
+        if let Err(error) = file.write_all(document(resource).as_bytes()) {
+            // A half-written file would stop the next import (it never overwrites).
+            let _ = fs::remove_file(&path);
+            return Err(Failure::io(format!(
+                "cannot write {}: {error}",
+                path.display()
+            )));
+        }
         println!("{}", path.display());
     }
     Ok(())

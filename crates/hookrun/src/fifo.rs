@@ -99,6 +99,10 @@ struct Shared {
 #[derive(Default)]
 struct Queue {
     lines: VecDeque<String>,
+    /// The number of the line at the front of `lines`, counted from 0 over
+    /// every line ever queued, so the writer can tell whether the line it
+    /// wrote is still the front one (equal text does not tell).
+    front_number: u64,
     /// Lines dropped since the last report of drops.
     dropped: u64,
     closing: bool,
@@ -150,22 +154,7 @@ impl NotifyFifo {
     /// Queues `line` (see [`notify_line`]); when the queue is full, the
     /// oldest line is dropped and that is logged.
     pub fn send(&self, line: String) {
-        let mut queue = self.shared.lock();
-        if queue.lines.len() >= self.shared.capacity {
-            queue.lines.pop_front();
-            queue.dropped += 1;
-            if queue.dropped == 1 {
-                warn!(
-                    "notify_fifo {}: {} lines wait for the reader; dropping the oldest \
-                     (the count follows when the reader catches up)",
-                    self.shared.path.display(),
-                    self.shared.capacity
-                );
-            }
-        }
-        queue.lines.push_back(line);
-        drop(queue);
-        self.shared.wake.notify_one();
+        self.shared.push(line);
     }
 
     /// Lets the writer deliver what is queued for at most `bound`, then
@@ -210,8 +199,30 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The oldest queued line, waiting for one; `None` once closing.
-    async fn next_line(&self) -> Option<String> {
+    /// Queues `line`, dropping the oldest when full; wakes the writer.
+    fn push(&self, line: String) {
+        let mut queue = self.lock();
+        if queue.lines.len() >= self.capacity {
+            queue.lines.pop_front();
+            queue.front_number += 1;
+            queue.dropped += 1;
+            if queue.dropped == 1 {
+                warn!(
+                    "notify_fifo {}: {} lines wait for the reader; dropping the oldest \
+                     (the count follows when the reader catches up)",
+                    self.path.display(),
+                    self.capacity
+                );
+            }
+        }
+        queue.lines.push_back(line);
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// The oldest queued line and its number, waiting for one; `None` once
+    /// closing.
+    async fn next_line(&self) -> Option<(u64, String)> {
         loop {
             {
                 let queue = self.lock();
@@ -219,7 +230,7 @@ impl Shared {
                     return None;
                 }
                 if let Some(line) = queue.lines.front() {
-                    return Some(line.clone());
+                    return Some((queue.front_number, line.clone()));
                 }
             }
             self.drained.notify_waiters();
@@ -229,11 +240,12 @@ impl Shared {
         }
     }
 
-    /// Removes the line just written, unless an overflow already dropped it.
-    fn written(&self, line: &str) -> u64 {
+    /// Removes line `number`, just written, unless an overflow already
+    /// dropped it; returns the count of lines dropped since the last call.
+    fn written(&self, number: u64) -> u64 {
         let mut queue = self.lock();
-        if queue.lines.front().is_some_and(|front| front == line) {
-            queue.lines.pop_front();
+        if queue.front_number == number && queue.lines.pop_front().is_some() {
+            queue.front_number += 1;
         }
         if queue.lines.is_empty() {
             self.drained.notify_waiters();
@@ -249,7 +261,7 @@ async fn write_out(shared: Arc<Shared>) {
     let mut sender: Option<pipe::Sender> = None;
     // Whether "no reader" has been logged since the FIFO was last open.
     let mut reported_absent = false;
-    while let Some(line) = shared.next_line().await {
+    while let Some((number, line)) = shared.next_line().await {
         let Some(open) = sender.as_mut() else {
             match pipe::OpenOptions::new().open_sender(&shared.path) {
                 Ok(opened) => {
@@ -283,7 +295,7 @@ async fn write_out(shared: Arc<Shared>) {
         };
         match open.write_all(line.as_bytes()).await {
             Ok(()) => {
-                let dropped = shared.written(&line);
+                let dropped = shared.written(number);
                 if dropped > 0 {
                     warn!(
                         "notify_fifo {path}: {dropped} lines were dropped: the reader fell \
@@ -341,6 +353,19 @@ mod tests {
         })
     }
 
+    /// Closes `fifo` within `bound`, asserting every line was delivered, and
+    /// returns what `reader` read.
+    async fn close_and_read(
+        fifo: NotifyFifo,
+        reader: thread::JoinHandle<Vec<String>>,
+        bound: Duration,
+    ) -> Vec<String> {
+        assert_eq!(fifo.close(bound).await, 0, "lines left undelivered");
+        tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_slow_reader_gets_every_line_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -353,10 +378,7 @@ mod tests {
             let name = format!("VI_{n}");
             fifo.send(notify_line(NotifyKind::Instance, &name, "MASTER", 100));
         }
-        assert_eq!(fifo.close(Duration::from_secs(30)).await, 0);
-        let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
-            .await
-            .unwrap();
+        let lines = close_and_read(fifo, reader, Duration::from_secs(30)).await;
         let expected: Vec<String> = (0..count)
             .map(|n| format!("INSTANCE \"VI_{n}\" MASTER 100"))
             .collect();
@@ -374,10 +396,7 @@ mod tests {
         }
         sleep(REOPEN_INTERVAL * 2).await;
         let reader = slow_reader(path.clone(), 3);
-        assert_eq!(fifo.close(Duration::from_secs(10)).await, 0);
-        let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
-            .await
-            .unwrap();
+        let lines = close_and_read(fifo, reader, Duration::from_secs(10)).await;
         assert_eq!(
             lines,
             [
@@ -397,15 +416,33 @@ mod tests {
             fifo.send(notify_line(NotifyKind::Instance, "VI_1", "BACKUP", n));
         }
         let reader = slow_reader(path.clone(), 4);
-        assert_eq!(fifo.close(Duration::from_secs(10)).await, 0);
-        let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
-            .await
-            .unwrap();
+        let lines = close_and_read(fifo, reader, Duration::from_secs(10)).await;
         let priorities: Vec<&str> = lines
             .iter()
             .map(|line| line.rsplit(' ').next().unwrap())
             .collect();
         assert_eq!(priorities, ["6", "7", "8", "9"]);
+    }
+
+    #[tokio::test]
+    async fn a_line_dropped_while_being_written_takes_no_equal_line_with_it() {
+        let shared = Shared {
+            path: PathBuf::from("/nonexistent/notify.fifo"),
+            capacity: 2,
+            queue: Mutex::default(),
+            wake: Notify::new(),
+            drained: Notify::new(),
+        };
+        let same = notify_line(NotifyKind::Instance, "VI_1", "MASTER", 100);
+        shared.push(same.clone());
+        shared.push(same.clone());
+        let (number, line) = shared.next_line().await.unwrap();
+        assert_eq!(line, same);
+        // While the writer writes it, an overflow drops it.
+        shared.push(same.clone());
+        assert_eq!(shared.written(number), 1, "one line dropped");
+        // The two equal lines queued after it are both still to be written.
+        assert_eq!(shared.lock().lines.len(), 2);
     }
 
     #[tokio::test]

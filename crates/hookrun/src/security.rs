@@ -165,7 +165,7 @@ fn check_metadata(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
-/// `1000 (alice)`, or the bare number when no such user exists.
+/// `user 1000 (alice)`, or `user 1000` when no such user exists.
 fn user_name(uid: u32) -> String {
     match User::from_uid(uid.into()) {
         Ok(Some(user)) => format!("user {uid} ({})", user.name),
@@ -173,6 +173,7 @@ fn user_name(uid: u32) -> String {
     }
 }
 
+/// `1000 (staff)`, or the bare number when no such group exists.
 fn group_name(gid: u32) -> String {
     match Group::from_gid(gid.into()) {
         Ok(Some(group)) => format!("{gid} ({})", group.name),
@@ -199,7 +200,7 @@ impl RunAs {
         let Some(found) = found else {
             return Err(format!(
                 "no user {user} on this host (create it, e.g. `useradd --system {user}`, or \
-                 change script_user)"
+                 name another user)"
             ));
         };
         let gid = match group {
@@ -212,7 +213,7 @@ impl RunAs {
                 .map_err(|error| format!("cannot look up group {group}: {error}"))?;
                 found_group
                     .ok_or_else(|| {
-                        format!("no group {group} on this host (create it, or change script_user)")
+                        format!("no group {group} on this host (create it, or name another group)")
                     })?
                     .gid
                     .as_raw()
@@ -246,14 +247,18 @@ mod tests {
         check_script(path.to_str().unwrap())
     }
 
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
+    /// Whether the test runs as root; if not, says it skips and `why`.
+    fn root_or_skip(why: &str) -> bool {
+        let root = nix::unistd::geteuid().is_root();
+        if !root {
+            eprintln!("skipping: {why}");
+        }
+        root
     }
 
     #[test]
     fn a_root_owned_tree_passes() {
-        if !is_root() {
-            eprintln!("skipping: the files must be root's");
+        if !root_or_skip("the files must be root's") {
             return;
         }
         let (_dir, script) = tree();
@@ -264,8 +269,7 @@ mod tests {
 
     #[test]
     fn a_group_writable_directory_is_named() {
-        if !is_root() {
-            eprintln!("skipping: needs root to give files away");
+        if !root_or_skip("needs root to give files away") {
             return;
         }
         let (_dir, script) = tree();
@@ -286,8 +290,7 @@ mod tests {
 
     #[test]
     fn a_script_owned_by_another_user_or_writable_by_all_is_refused() {
-        if !is_root() {
-            eprintln!("skipping: needs root to give files away");
+        if !root_or_skip("needs root to give files away") {
             return;
         }
         let (_dir, script) = tree();
@@ -305,8 +308,7 @@ mod tests {
 
     #[test]
     fn symlink_targets_are_checked_too() {
-        if !is_root() {
-            eprintln!("skipping: needs root to give files away");
+        if !root_or_skip("needs root to give files away") {
             return;
         }
         let (dir, script) = tree();
@@ -331,8 +333,7 @@ mod tests {
 
     #[test]
     fn sticky_world_writable_directories_are_allowed() {
-        if !is_root() {
-            eprintln!("skipping: the files must be root's");
+        if !root_or_skip("the files must be root's") {
             return;
         }
         let (_dir, script) = tree();

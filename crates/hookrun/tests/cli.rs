@@ -1,8 +1,12 @@
 //! `hookrun run`: exit statuses as coreutils' timeout gives them, and the
 //! whole process group killed at the timeout.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::{is_alive, read_pid};
 
 fn hookrun(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_hookrun"))
@@ -11,26 +15,16 @@ fn hookrun(args: &[&str]) -> std::process::Output {
         .expect("hookrun runs")
 }
 
-/// True once `pid` no longer runs: gone, or a zombie waiting for its
-/// (new) parent to reap it.
+/// True once `pid` no longer runs, waiting up to `limit` for that.
 fn gone_within(pid: i32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            // The state follows the parenthesised command name.
-            Ok(stat)
-                if stat
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
-            {
-                return true;
-            }
-            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+    while is_alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    false
+    true
 }
 
 #[test]
@@ -78,11 +72,7 @@ fn a_timeout_kills_the_group_and_is_124() {
         "took {:?}",
         started.elapsed()
     );
-    let child: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let child = read_pid(&pid_file);
     assert!(
         gone_within(child, Duration::from_secs(3)),
         "the background child {child} survived"

@@ -9,6 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{is_alive, read_pid};
 use hookrun::{
     HookRunner, Job, Journal, JournalOutcome, Outcome, RunAs, RunSettings, Service, read_journal,
 };
@@ -33,6 +36,16 @@ fn shell(name: &str, script: &str) -> Job {
         vec!["/bin/sh".into(), "-c".into(), script.into()],
         AMPLE,
     )
+}
+
+/// The outcome of each run in the journal at `path`, oldest first.
+fn journalled_outcomes(path: &Path) -> Vec<JournalOutcome> {
+    read_journal(path)
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|entry| entry.outcome)
+        .collect()
 }
 
 /// A root-owned 0755 directory holding an executable script; the
@@ -201,30 +214,21 @@ async fn a_service_is_restarted_after_an_exit_and_stopped_with_its_group() {
         assert!(Instant::now() < deadline, "the service was not restarted");
         sleep(Duration::from_millis(20)).await;
     }
-    let pid: i32 = fs::read_to_string(&child_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&child_pid);
     // `sleep 1000` does not end by itself: after the grace it is stopped.
     timeout(AMPLE, service.stop(Duration::from_millis(300)))
         .await
         .expect("stop returns");
-    let alive = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    });
-    assert!(!alive, "the service's child {pid} outlived stop()");
-    let outcomes: Vec<JournalOutcome> = read_journal(&journal)
-        .unwrap()
-        .entries
-        .into_iter()
-        .map(|entry| entry.outcome)
-        .collect();
+    // SIGKILL is delivered asynchronously: give it a moment.
+    let deadline = Instant::now() + AMPLE;
+    while is_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the service's child {pid} outlived stop()"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    let outcomes = journalled_outcomes(&journal);
     assert_eq!(
         outcomes,
         [
@@ -251,11 +255,6 @@ async fn a_service_finishing_within_its_grace_is_not_killed_nor_restarted() {
     timeout(AMPLE, service.stop(AMPLE))
         .await
         .expect("stop returns");
-    let outcomes: Vec<JournalOutcome> = read_journal(&journal)
-        .unwrap()
-        .entries
-        .into_iter()
-        .map(|entry| entry.outcome)
-        .collect();
+    let outcomes = journalled_outcomes(&journal);
     assert_eq!(outcomes, [JournalOutcome::Exited { exit_code: 0 }]);
 }

@@ -7,6 +7,9 @@ use std::path::Path;
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
+mod common;
+
+use common::{is_alive, read_pid};
 use hookrun::{HookRunner, Job, KILL_GRACE, MAX_LOGGED_LINES, Outcome};
 use log::{Level, Log, Metadata, Record};
 use tokio::sync::oneshot::error::TryRecvError;
@@ -98,25 +101,6 @@ async fn wait_for_file(path: &Path) {
         );
         sleep(Duration::from_millis(10)).await;
     }
-}
-
-fn read_pid(path: &Path) -> i32 {
-    fs::read_to_string(path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-        .trim()
-        .parse()
-        .expect("the job wrote a pid")
-}
-
-/// Whether `pid` is a live process (zombies waiting for init count as dead).
-fn is_alive(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Waits a little for `pid` to die (SIGKILL delivery is asynchronous).

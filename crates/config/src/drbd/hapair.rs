@@ -10,10 +10,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::Warning;
 use super::model::{Resource, Setting};
 use super::options::{SectionKind, Support, support};
 use super::parser::Location;
+use super::{ImportedResource, Warning};
 use crate::error::ConfigError;
 use crate::resource::{DigestAlg, HmacAlg, ResourceConfig};
 
@@ -57,12 +57,6 @@ struct Node {
     meta_disk: Option<String>,
 }
 
-/// One resource carried over: hapair's YAML for it and the validated result.
-pub(crate) struct Converted {
-    pub yaml: String,
-    pub config: ResourceConfig,
-}
-
 /// The options whose value hapair's YAML takes as a number.
 fn is_number(name: &str) -> bool {
     matches!(
@@ -77,7 +71,7 @@ pub(crate) fn convert(
     resource: &Resource,
     allow_unsupported: bool,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<Converted>, ConfigError> {
+) -> Result<Option<ImportedResource>, ConfigError> {
     let mut warn = |location: &Location, message: String| {
         let warning = Warning {
             location: location.clone(),
@@ -256,17 +250,6 @@ pub(crate) fn convert(
         let meta_disk = text_of("meta-disk", host.disks.meta_disk.as_ref(), |setting| {
             setting.args.concat()
         });
-        if let Some(address) = &host.address
-            && let [family, _] = address.args.as_slice()
-            && family != "ipv4"
-            && family != "ipv6"
-        {
-            return Err(address.location.error(format!(
-                "resource {}: address family {family} is not offered; hapair connects over \
-                 TCP on ipv4 or ipv6",
-                resource.name
-            )));
-        }
         document.nodes.insert(
             host.name.clone(),
             Node {
@@ -285,7 +268,7 @@ pub(crate) fn convert(
     let origin = Path::new(&*resource.location.file);
     let config = ResourceConfig::parse(&yaml, origin)
         .map_err(|error| at_drbd_line(error, resource, &fields))?;
-    Ok(Some(Converted { yaml, config }))
+    Ok(Some(ImportedResource { yaml, config }))
 }
 
 /// An algorithm hapair does not offer, replaced by sha256 when allowed: both
@@ -368,6 +351,12 @@ fn at_drbd_line(
         },
         Some((_, option)) => option.to_owned(),
         None => field.clone(),
+    };
+    // The YAML's list of after-sb-0pri values ends with its own spelling,
+    // which drbd.conf does not take (see `convert`).
+    let message = match field.as_str() {
+        "net.after-sb-0pri" => message.replace(", discard-node-NAME", ""),
+        _ => message.clone(),
     };
     location.error(format!(
         "resource {}: {drbd_field}: {message}",

@@ -2,8 +2,8 @@
 //! or a `drbd.d` directory, so an existing DRBD pair can run hapair without
 //! rewriting it (`-c`), or convert it once (`haadm import drbd`).
 //!
-//! The stages, each in its own file: [`lexer`] (tokens), [`parser`] (syntax
-//! tree with file and line, includes expanded within budgets), [`model`]
+//! The stages, each in its own file: `lexer` (tokens), `parser` (syntax
+//! tree with file and line, includes expanded within budgets), `model`
 //! (drbd.conf's keywords and inheritance), `hapair` (the mapping onto
 //! [`ResourceConfig`], with warnings and refusals). docs/drbd-config.md says
 //! what is read and what is refused.
@@ -11,16 +11,17 @@
 mod glob;
 mod hapair;
 mod lexer;
-pub mod model;
+mod model;
 mod options;
-pub mod parser;
+mod parser;
 
 use std::fmt;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub use model::{Config, Host, Options, Resource, Sections, Setting, VolumeDisks};
-pub use parser::{Location, Statement};
+pub use parser::Location;
 
 use crate::error::{ConfigError, printable};
 use crate::resource::ResourceConfig;
@@ -62,10 +63,7 @@ pub struct Imported {
 pub fn read_config(path: &Path) -> Result<Config, ConfigError> {
     let mut reader = parser::Reader::default();
     let mut statements = Vec::new();
-    let metadata = fs::metadata(path).map_err(|error| ConfigError::Read {
-        origin: printable(&path.display().to_string()),
-        reason: error.to_string(),
-    })?;
+    let metadata = fs::metadata(path).map_err(read_error(path))?;
     if metadata.is_dir() {
         for file in files_ending(path, ".conf")?
             .into_iter()
@@ -109,11 +107,8 @@ pub fn convert(config: &Config, allow_unsupported: bool) -> Result<Imported, Con
     }
     let mut resources = Vec::new();
     for resource in &config.resources {
-        if let Some(converted) = hapair::convert(resource, allow_unsupported, &mut warnings)? {
-            resources.push(ImportedResource {
-                yaml: converted.yaml,
-                config: converted.config,
-            });
+        if let Some(imported) = hapair::convert(resource, allow_unsupported, &mut warnings)? {
+            resources.push(imported);
         }
     }
     // By file and line; stable, so one line's warnings keep their order.
@@ -152,13 +147,9 @@ pub fn is_drbd_directory(dir: &Path) -> Result<bool, ConfigError> {
 /// The files directly in `dir` whose names end with `suffix`, hidden ones
 /// skipped, sorted.
 fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ConfigError> {
-    let read_error = |error: std::io::Error| ConfigError::Read {
-        origin: printable(&dir.display().to_string()),
-        reason: error.to_string(),
-    };
     let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(read_error)? {
-        let entry = entry.map_err(read_error)?;
+    for entry in fs::read_dir(dir).map_err(read_error(dir))? {
+        let entry = entry.map_err(read_error(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(suffix) && !name.starts_with('.') && entry.path().is_file() {
             files.push(entry.path());
@@ -166,4 +157,12 @@ fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ConfigError> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The error for `path` that cannot be read or looked at.
+pub(crate) fn read_error(path: &Path) -> impl Fn(io::Error) -> ConfigError + '_ {
+    move |error| ConfigError::Read {
+        origin: printable(&path.display().to_string()),
+        reason: error.to_string(),
+    }
 }

@@ -127,8 +127,6 @@ pub struct Resource {
     pub location: Location,
     pub sections: Sections,
     pub hosts: Vec<Host>,
-    /// The volume numbers of `volume` sections, or `[0]` for the implicit one.
-    pub volumes: Vec<u32>,
     /// Why hapair cannot serve this resource as it is (more than two nodes,
     /// a floating node, several volumes, ...), at the line that says so.
     pub beyond_hapair: Vec<(Location, String)>,
@@ -613,9 +611,6 @@ fn resource(statement: &Statement, common_disks: &VolumeDisks) -> Result<Resourc
         ));
     }
     let only_volume = volume_numbers.first().copied();
-    if volume_numbers.is_empty() {
-        volume_numbers.push(0);
-    }
     let mut resolved = Vec::new();
     for (mut host, host_volumes, host_disks) in hosts {
         if let Some(first) = resolved.iter().find(|h: &&Host| h.name == host.name) {
@@ -662,6 +657,19 @@ fn resource(statement: &Statement, common_disks: &VolumeDisks) -> Result<Resourc
             address.args[last] = format!("{ip}:{}", port.args[0]);
             address.location = port.location.clone();
         }
+        if let Some(address) = &host.address
+            && let [family, _] = address.args.as_slice()
+            && family != "ipv4"
+            && family != "ipv6"
+        {
+            beyond_hapair.push((
+                address.location.clone(),
+                format!(
+                    "address family {family} is not offered; hapair connects over TCP on ipv4 \
+                     or ipv6"
+                ),
+            ));
+        }
         resolved.push(host);
     }
     for name in connections.addresses.keys().chain(connections.ports.keys()) {
@@ -677,7 +685,6 @@ fn resource(statement: &Statement, common_disks: &VolumeDisks) -> Result<Resourc
         location: statement.location.clone(),
         sections,
         hosts: resolved,
-        volumes: volume_numbers,
         beyond_hapair,
     })
 }
