@@ -48,6 +48,9 @@ pub struct Job {
     pub timeout: Duration,
     /// The number of the event that runs it, for the journal.
     pub event: Option<u64>,
+    /// A periodic check (a track script): its outcome is logged at debug
+    /// level only, since the caller logs when the check's verdict changes.
+    pub periodic: bool,
 }
 
 impl Job {
@@ -59,7 +62,14 @@ impl Job {
             env: Vec::new(),
             timeout,
             event: None,
+            periodic: false,
         }
+    }
+
+    /// Marks the job as a periodic check whose every run need not be logged.
+    pub fn periodic(mut self) -> Self {
+        self.periodic = true;
+        self
     }
 
     /// Records the number of the event that runs the job.
@@ -179,7 +189,8 @@ enum Cut {
 }
 
 /// Runs `job` (of queue `queue`) to its end, or until `stop` resolves;
-/// logs the outcome (info on success, warn otherwise) and journals it.
+/// logs the outcome (info on success, warn otherwise; debug for a periodic
+/// check) and journals it.
 pub(crate) async fn run(
     queue: &str,
     job: &Job,
@@ -191,7 +202,9 @@ pub(crate) async fn run(
         Some(error) => (Outcome::Refused { error }, None),
         None => execute(job, settings.run_as, stop).await,
     };
-    if outcome.success() {
+    if job.periodic {
+        debug!("{}: {outcome}", job.name);
+    } else if outcome.success() {
         info!("{}: {outcome}", job.name);
     } else {
         warn!("{}: {outcome}", job.name);

@@ -290,7 +290,8 @@ fn start_script(
         format!("track_script {name}"),
         run.config.script.argv.clone(),
         run.config.timeout,
-    );
+    )
+    .periodic();
     let outcome = runner.submit(&format!("track_script {name}"), job);
     let events = events.clone();
     let name = name.to_owned();
