@@ -2,6 +2,9 @@
 //! `.res` file or a `drbd.d` directory) written as hapair's YAML, one
 //! document per resource, each of which hapair's YAML loader reads back to
 //! the resource `haadm -c FILE` loads.
+//!
+//! `haadm import keepalived FILE`: a keepalived.conf written as vrrpd's YAML,
+//! which vrrpd reads back to the configuration `vrrpd -f FILE` runs.
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write as _};
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use hapair_config::drbd::{self, Imported};
+use hapair_config::keepalived::{self, ImportOptions};
 
 use crate::Failure;
 
@@ -24,11 +28,30 @@ pub enum Source {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// keepalived's configuration (keepalived.conf), for vrrpd. Lines
+    /// starting `@ID` are kept for the node given by --node (default: the
+    /// hostname), as `keepalived -i ID` would.
+    Keepalived {
+        /// The file to read; its `include`s are followed.
+        file: PathBuf,
+    },
 }
 
-/// Runs the import; warnings go to stderr.
-pub fn run(source: &Source, allow_unsupported: bool) -> Result<(), Failure> {
+/// Runs the import for this `node`; warnings go to stderr.
+pub fn run(source: &Source, node: &str, allow_unsupported: bool) -> Result<(), Failure> {
     match source {
+        Source::Keepalived { file } => {
+            let options = ImportOptions {
+                config_id: node.to_owned(),
+                allow_unsupported,
+            };
+            let imported = keepalived::load(file, &options)?;
+            for diagnostic in &imported.diagnostics {
+                eprintln!("haadm: {diagnostic}");
+            }
+            print!("{}", imported.yaml);
+            Ok(())
+        }
         Source::Drbd { file, out_dir } => {
             let imported = drbd::import(file, allow_unsupported)?;
             for warning in &imported.warnings {

@@ -231,7 +231,11 @@ fn run(args: Args) -> Result<(), Failure> {
             write_track_file.as_deref(),
         )),
         Command::Hooks(hooks_args) => hooks::run(&args.run_dir, hooks_args).map_err(Failure::io),
-        Command::Import(source) => import::run(source, args.allow_unsupported),
+        Command::Import(source) => import::run(
+            source,
+            &hapair_config::this_node(args.node.clone()),
+            args.allow_unsupported,
+        ),
         Command::Dump { resource } => {
             for resource in select(&args, resource.as_deref())? {
                 print!("{}", config_dump::render(&resource));

@@ -1,7 +1,7 @@
 //! Reading keepalived.conf as it is: keepalived's syntax and keywords mapped
 //! onto hapair's VRRP model, so `vrrpd -f /etc/keepalived/keepalived.conf`
-//! runs an existing setup, and [`import_yaml`] gives the equivalent hapair
-//! YAML (for `haadm import keepalived FILE`).
+//! runs an existing setup, and [`load`]'s `yaml` is the equivalent hapair
+//! YAML (what `haadm import keepalived FILE` prints).
 //!
 //! The path is: `lexer` (words, includes, `@ID` lines, `$NAME`
 //! parameters) → `tree` (statements and blocks with file and line) →
@@ -163,12 +163,6 @@ pub fn load(path: &Path, options: &ImportOptions) -> Result<Imported, ConfigErro
         yaml,
         diagnostics: mapped.diagnostics,
     })
-}
-
-/// The hapair YAML equivalent of the keepalived.conf at `path`, as
-/// `haadm import keepalived FILE` prints it. Refuses what [`load`] refuses.
-pub fn import_yaml(path: &Path, options: &ImportOptions) -> Result<String, ConfigError> {
-    load(path, options).map(|imported| imported.yaml)
 }
 
 /// Whether the file at `path` is in keepalived's syntax, judged by
