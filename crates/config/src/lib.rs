@@ -6,6 +6,7 @@
 
 pub mod drbd;
 mod error;
+mod glob;
 mod hook;
 pub mod keepalived;
 mod node;

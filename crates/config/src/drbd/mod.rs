@@ -8,7 +8,6 @@
 //! [`ResourceConfig`], with warnings and refusals). docs/drbd-config.md says
 //! what is read and what is refused.
 
-mod glob;
 mod hapair;
 mod lexer;
 mod model;

@@ -9,9 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::glob;
 use super::lexer::{Token, TokenKind, tokenize};
 use crate::error::ConfigError;
+use crate::glob;
 use crate::yaml::{MAX_FILE_BYTES, read_file};
 
 /// How deep sections may nest; drbd.conf needs 4 (resource, connection,
@@ -232,7 +232,7 @@ impl Reader {
                 .location
                 .error("`include` is a statement, not a section; write include \"PATTERN\";"));
         }
-        let paths = glob::expand(pattern, dir);
+        let paths = glob::expand(pattern, dir, MAX_FILES);
         if paths.is_empty() && !glob::has_wildcard(pattern) {
             return Err(statement.location.error(format!(
                 "cannot open the include file {}: it does not exist",

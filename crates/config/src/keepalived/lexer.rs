@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use super::{Diagnostic, Severity};
 use crate::error::{ConfigError, printable};
+use crate::glob;
 
 /// One file may hold at most this many bytes (keepalived.conf files are a
 /// few kilobytes; the biggest real ones, with hundreds of VIPs, far below).
@@ -294,12 +295,8 @@ impl Reader<'_> {
         let Some(Token::Word(pattern)) = words.first() else {
             return Err(at.error("`include` needs a file name or a glob pattern after it"));
         };
-        let full = if Path::new(pattern).is_absolute() {
-            PathBuf::from(pattern)
-        } else {
-            dir.join(pattern)
-        };
-        let matches = glob(&full);
+        let mut matches = glob::expand(pattern, dir, MAX_FILES);
+        matches.retain(|path| path.is_file());
         if matches.is_empty() {
             self.lexed.diagnostics.push(Diagnostic::new(
                 at,
@@ -385,105 +382,6 @@ fn split_words(line: &str, at: &Location) -> Result<Vec<Token>, ConfigError> {
     Ok(tokens)
 }
 
-/// The existing paths matching `pattern`, in sorted order. `*`, `?` and
-/// `[...]` work in every path component; a pattern without them names one
-/// path, returned when it exists.
-fn glob(pattern: &Path) -> Vec<PathBuf> {
-    let mut found = vec![PathBuf::new()];
-    for component in pattern.components() {
-        let part = component.as_os_str().to_string_lossy();
-        let mut next = Vec::new();
-        for base in &found {
-            if !has_wildcard(&part) {
-                next.push(base.join(component));
-                continue;
-            }
-            let Ok(entries) = std::fs::read_dir(if base.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                base
-            }) else {
-                continue;
-            };
-            let mut names: Vec<String> = entries
-                .filter_map(|entry| entry.ok())
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .filter(|name| !name.starts_with('.') && wildcard_match(&part, name))
-                .collect();
-            names.sort();
-            next.extend(names.into_iter().map(|name| base.join(name)));
-        }
-        found = next;
-        // Bounds the work of a pattern such as `/*/*/*/*`: more than this
-        // many files are refused when read anyway.
-        found.truncate(MAX_FILES + 1);
-    }
-    found.retain(|path| path.is_file());
-    found
-}
-
-fn has_wildcard(part: &str) -> bool {
-    part.contains(['*', '?', '['])
-}
-
-/// Shell-style match of one name against one pattern component.
-fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    // Positions to retry from after a `*`: (pattern index, name index).
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let step = match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, n));
-                p += 1;
-                continue;
-            }
-            Some('?') => Some(1),
-            Some('[') => class_match(&pattern[p..], name[n]),
-            Some(&c) if c == name[n] => Some(1),
-            _ => None,
-        };
-        match (step, star) {
-            (Some(width), _) => {
-                p += width;
-                n += 1;
-            }
-            (None, Some((star_p, star_n))) => {
-                p = star_p + 1;
-                n = star_n + 1;
-                star = Some((star_p, star_n + 1));
-            }
-            (None, None) => return false,
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
-}
-
-/// Matches `c` against the `[...]` class at the start of `pattern`; returns
-/// the class's width when it matches.
-fn class_match(pattern: &[char], c: char) -> Option<usize> {
-    let end = pattern.iter().skip(2).position(|&x| x == ']')? + 2;
-    let class = &pattern[1..end];
-    let (negated, class) = match class.first() {
-        Some('!' | '^') => (true, &class[1..]),
-        _ => (false, class),
-    };
-    let mut matched = false;
-    let mut index = 0;
-    while index < class.len() {
-        if index + 2 < class.len() && class[index + 1] == '-' {
-            matched |= class[index] <= c && c <= class[index + 2];
-            index += 3;
-        } else {
-            matched |= class[index] == c;
-            index += 1;
-        }
-    }
-    (matched != negated).then_some(end + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,16 +436,5 @@ mod tests {
             error.to_string().starts_with("t.conf:9: a double quote"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn wildcards_match_like_a_shell() {
-        assert!(wildcard_match("*.conf", "a.conf"));
-        assert!(!wildcard_match("*.conf", "a.conf.bak"));
-        assert!(wildcard_match("vi_?.c*f", "vi_1.conf"));
-        assert!(wildcard_match("[a-c]x", "bx"));
-        assert!(!wildcard_match("[!a-c]x", "bx"));
-        assert!(wildcard_match("*", ""));
-        assert!(!wildcard_match("[", "["));
     }
 }

@@ -1,5 +1,6 @@
-//! The file patterns of drbd.conf's `include` (glob(7): `*`, `?`, `[...]`),
-//! expanded against the file system, sorted like the shell sorts them.
+//! The file patterns of `include` in drbd.conf and keepalived.conf
+//! (glob(7): `*`, `?`, `[...]`), expanded against the file system, sorted
+//! like the shell sorts them.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -12,8 +13,10 @@ pub(crate) fn has_wildcard(text: &str) -> bool {
 /// The existing paths that `pattern` matches, a relative pattern taken from
 /// `base`. Names starting with `.` match only a pattern component that
 /// starts with `.`, as in the shell. Directories that cannot be read match
-/// nothing.
-pub(crate) fn expand(pattern: &str, base: &Path) -> Vec<PathBuf> {
+/// nothing. At most `limit + 1` paths are kept at each step, which bounds
+/// the work of a pattern such as `/*/*/*/*`: a caller that reads at most
+/// `limit` files refuses the rest anyway.
+pub(crate) fn expand(pattern: &str, base: &Path, limit: usize) -> Vec<PathBuf> {
     let pattern = Path::new(pattern);
     let mut found = vec![if pattern.is_absolute() {
         PathBuf::from("/")
@@ -48,6 +51,7 @@ pub(crate) fn expand(pattern: &str, base: &Path) -> Vec<PathBuf> {
             next.extend(names.into_iter().map(|name| dir.join(name)));
         }
         found = next;
+        found.truncate(limit.saturating_add(1));
     }
     found
 }
@@ -131,6 +135,17 @@ mod tests {
         assert!(!matches("a*b*c", "aXXbYY"));
         assert!(matches("[x", "[x"));
         assert!(matches("*", ""));
+        assert!(matches("vi_?.c*f", "vi_1.conf"));
+    }
+
+    #[test]
+    fn expansion_stops_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        for index in 0..20 {
+            fs::write(dir.path().join(format!("{index:02}.conf")), "").unwrap();
+        }
+        assert_eq!(expand("*.conf", dir.path(), 5).len(), 6);
+        assert_eq!(expand("*.conf", dir.path(), 100).len(), 20);
     }
 
     #[test]
@@ -139,12 +154,12 @@ mod tests {
         for name in ["b.res", "a.res", ".hidden.res", "c.conf"] {
             fs::write(dir.path().join(name), "").unwrap();
         }
-        let found = expand("*.res", dir.path());
+        let found = expand("*.res", dir.path(), 10);
         assert_eq!(found, [dir.path().join("a.res"), dir.path().join("b.res")]);
-        assert!(expand("nothing/*.res", dir.path()).is_empty());
+        assert!(expand("nothing/*.res", dir.path(), 10).is_empty());
         let absolute = format!("{}/c.*", dir.path().display());
         assert_eq!(
-            expand(&absolute, Path::new("/")),
+            expand(&absolute, Path::new("/"), 10),
             [dir.path().join("c.conf")]
         );
     }
