@@ -363,4 +363,14 @@ fn sync_group_members_fault_together_and_the_group_hook_runs() {
         ],
         "group hook runs, in order"
     );
+
+    // A clean stop releases the members, then tells the group's hooks.
+    let mut first = first;
+    assert!(first.stop(MOVE_BOUND).success());
+    let runs = fs::read_to_string(&record).unwrap_or_default();
+    assert_eq!(
+        runs.lines().last(),
+        Some("GROUP G_STORAGE STOP 0"),
+        "the group's last hook run is its STOP: {runs}"
+    );
 }

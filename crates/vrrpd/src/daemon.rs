@@ -525,14 +525,7 @@ impl Daemon {
             if let Some(state) = changed {
                 let config = &self.groups[group].config;
                 info!("sync group {}: {}", config.name, notify::state_word(state));
-                let hooks = notify::NotifyHooks {
-                    master: config.notify_master.as_ref(),
-                    backup: config.notify_backup.as_ref(),
-                    fault: config.notify_fault.as_ref(),
-                    stop: None,
-                    notify: config.notify.as_ref(),
-                    timeout: config.notify_timeout,
-                };
+                let hooks = notify::NotifyHooks::of_group(config);
                 let transition =
                     notify::Transition::group(&config.name, notify::state_word(state), hooks);
                 drop(self.notifier.notify(&transition));
@@ -681,10 +674,19 @@ impl Daemon {
             self.instances[index].core.stop();
             self.carry_out(index).await;
         }
+        for group in &self.groups {
+            let hooks = notify::NotifyHooks::of_group(&group.config);
+            drop(self.notifier.notify(&notify::Transition::group(
+                &group.config.name,
+                "STOP",
+                hooks,
+            )));
+        }
         let longest = self
             .instances
             .iter()
             .map(|r| r.config.notify_timeout)
+            .chain(self.groups.iter().map(|g| g.config.notify_timeout))
             .max()
             .unwrap_or_default();
         self.notifier

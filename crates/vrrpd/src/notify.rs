@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use hapair_config::{HookCommand, HookSettings, VrrpInstance};
+use hapair_config::{HookCommand, HookSettings, SyncGroup, VrrpInstance};
 use hookrun::{
     FIFO_QUEUE_LINES, HookRunner, JOURNAL_FILE_NAME, Job, Journal, NotifyFifo, NotifyKind, RunAs,
     RunSettings, Service, notify_line,
@@ -62,6 +62,17 @@ impl<'a> NotifyHooks<'a> {
             stop: instance.notify_stop.as_ref(),
             notify: instance.notify.as_ref(),
             timeout: instance.notify_timeout,
+        }
+    }
+
+    pub fn of_group(group: &'a SyncGroup) -> Self {
+        Self {
+            master: group.notify_master.as_ref(),
+            backup: group.notify_backup.as_ref(),
+            fault: group.notify_fault.as_ref(),
+            stop: group.notify_stop.as_ref(),
+            notify: group.notify.as_ref(),
+            timeout: group.notify_timeout,
         }
     }
 

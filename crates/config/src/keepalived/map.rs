@@ -198,6 +198,8 @@ struct SyncGroup {
     #[serde(skip_serializing_if = "Option::is_none")]
     notify_fault: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    notify_stop: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     notify: Option<Vec<String>>,
 }
 
@@ -900,11 +902,12 @@ impl Mapper {
                 "sync_group_tracking_weight" | "global_tracking" => {
                     group.sync_group_tracking_weight = true;
                 }
-                "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
+                "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
                     let slot = match keyword {
                         "notify_master" => &mut group.notify_master,
                         "notify_backup" => &mut group.notify_backup,
                         "notify_fault" => &mut group.notify_fault,
+                        "notify_stop" => &mut group.notify_stop,
                         _ => &mut group.notify,
                     };
                     if self.notify(slot, statement)? {

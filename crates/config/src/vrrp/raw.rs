@@ -59,6 +59,7 @@ pub(super) struct RawSyncGroup {
     pub notify_master: Option<RawHook>,
     pub notify_backup: Option<RawHook>,
     pub notify_fault: Option<RawHook>,
+    pub notify_stop: Option<RawHook>,
     pub notify: Option<RawHook>,
 }
 

@@ -91,6 +91,8 @@ pub struct SyncGroup {
     pub notify_master: Option<HookCommand>,
     pub notify_backup: Option<HookCommand>,
     pub notify_fault: Option<HookCommand>,
+    /// Run when vrrpd stops, after the members' addresses are released.
+    pub notify_stop: Option<HookCommand>,
     /// Run on every group state change with `GROUP <name> <STATE> 0`.
     pub notify: Option<HookCommand>,
 }
@@ -507,6 +509,7 @@ pub(super) fn sync_groups(
             notify_master: hook("notify_master", &raw.notify_master)?,
             notify_backup: hook("notify_backup", &raw.notify_backup)?,
             notify_fault: hook("notify_fault", &raw.notify_fault)?,
+            notify_stop: hook("notify_stop", &raw.notify_stop)?,
             notify: hook("notify", &raw.notify)?,
         });
     }
