@@ -27,7 +27,6 @@ STEP_TIMEOUT_MS=60000
 # Files the client stores before the failover, and after it.
 FILES_BEFORE=20
 FILES_AFTER=5
-RESOURCE=r0
 HTTP=http://$LAB_VIP
 
 say() {
@@ -49,13 +48,6 @@ seconds() {
     printf '%d.%03d s' $(($1 / 1000)) $(($1 % 1000))
 }
 
-# haadm on HOST: its configuration and run directory.
-haadm_on() {
-    local host=$1
-    shift
-    "$LAB_BIN/haadm" -c "$LAB_DIR/$host/etc" --node "$host" --run-dir "$LAB_DIR/$host/run" "$@"
-}
-
 # Runs CMD... in the client's namespace.
 on_client() {
     ip netns exec "${LAB_NAMESPACE[client]}" "$@"
@@ -69,65 +61,11 @@ in_vrrp_state() {
     [[ $(vrrp_state "$1") == "$2" ]]
 }
 
-is_primary() {
-    [[ $(haadm_on "$1" role "$RESOURCE" 2>/dev/null) == Primary ]]
-}
-
-# Succeeds when the file system is mounted in HOST's vrrpd's mount
-# namespace, where its hooks run (`ip netns exec` gives each process it
-# starts a mount namespace of its own).
-is_mounted() {
-    grep -q " $MOUNTPOINT " "/proc/${VRRPD_PID[$1]}/mounts" 2>/dev/null
-}
-
-http_answers() {
-    on_client curl -sf -o /dev/null --connect-timeout 0.5 -m 2 "$HTTP/"
-}
-
-connected() {
-    [[ $(haadm_on "$1" cstate "$RESOURCE" 2>/dev/null) == Connected ]]
-}
-
-# Succeeds when both nodes are connected and UpToDate.
-in_sync() {
-    haadm_on "$1" status "$RESOURCE" --json 2>/dev/null | jq -e '.[0] | .disk == "UpToDate"
-        and .peer.connection == "Connected" and .peer.disk == "UpToDate"
-        and .peer.replication == "Established"' >/dev/null
-}
-
 # Waits up to STEP_TIMEOUT_MS for CMD... or fails with WHAT.
 wait_for() {
     local what=$1
     shift
     lab_poll "$STEP_TIMEOUT_MS" "$@" || lab_fail "$what did not happen within $((STEP_TIMEOUT_MS / 1000)) s"
-}
-
-# Succeeds once HOST's replicad answers on its control socket (haadm's
-# exit code 3: not running; a killed one leaves its socket file behind).
-replicad_answers() {
-    local code=0
-    haadm_on "$1" status >/dev/null 2>&1 || code=$?
-    ((code != 3))
-}
-
-start_replicad() {
-    local host=$1
-    lab_spawn "$host" "$LAB_DIR/$host/replicad.log" \
-        "$LAB_BIN/replicad" -c "$LAB_DIR/$host/etc" --node "$host" --run-dir "$LAB_DIR/$host/run"
-    wait_for "replicad on $host answering" replicad_answers "$host"
-    haadm_on "$host" up "$RESOURCE"
-}
-
-# Starts vrrpd on HOST; its hooks find haadm, the configuration and the
-# run directory in the environment (see scripts/hooks/promote --help).
-start_vrrpd() {
-    local host=$1
-    lab_spawn "$host" "$LAB_DIR/$host/vrrpd.log" env \
-        HAPAIR_CONFIG_DIR="$LAB_DIR/$host/etc" HAPAIR_NODE="$host" \
-        HAPAIR_RUN_DIR="$LAB_DIR/$host/run" HAPAIR_HAADM="$LAB_BIN/haadm" \
-        HAPAIR_EXPOSE=fuse HAPAIR_RETRIES=300 HAPAIR_RETRY_DELAY=0.1 \
-        "$LAB_VRRPD" -f "$LAB_DIR/$host/etc/vrrp.yaml" --node "$host" --run-dir "$LAB_DIR/$host/run"
-    VRRPD_PID[$host]=$LAB_PID
 }
 
 # Stores N files named PREFIX-K of random size through the virtual IP; a
@@ -162,7 +100,6 @@ check_files() {
 
 lab_init demo
 lab_require_root
-declare -A VRRPD_PID=()
 DEMO_START_US=$(lab_now_us)
 
 step "1. Packages and build"
@@ -174,96 +111,36 @@ say "Programs: $LAB_BIN/{vrrpd,replicad,haadm,hookrun}"
 
 step "2. Two hosts and a client"
 lab_up ha1 ha2 client
-MOUNTPOINT=$LAB_DIR/srv
-mkdir -p "$MOUNTPOINT" "$LAB_DIR/client"
+mkdir -p "$LAB_DIR/client"
 say "Three network namespaces on one bridge (this machine's own network is left alone):" \
     "  ha1    ${LAB_ADDRESS[ha1]}   storage host" \
     "  ha2    ${LAB_ADDRESS[ha2]}   storage host" \
     "  client ${LAB_ADDRESS[client]}   uploads and reads files on the virtual IP $LAB_VIP"
 
 step "3. The same configuration on both hosts"
-mkdir -p "$LAB_DIR/etc"
-cat >"$LAB_DIR/etc/$RESOURCE.yaml" <<EOF
-# Volume r0, mirrored by replicad between ha1 and ha2 (protocol C: a write
-# is acknowledged once it is on both disks).
-resource: $RESOURCE
-protocol: C
-net:
-  shared-secret: "demo-secret"
-  verify-alg: crc32c
-  # A dead peer is noticed within ping-int + ping-timeout (1 s + 0.5 s).
-  ping-int: 1
-  ping-timeout: 5
-  timeout: 8
-  connect-int: 1
-nodes:
-  ha1: {address: "${LAB_ADDRESS[ha1]}:7789", disk: $LAB_DIR/ha1/r0.img, meta-disk: internal}
-  ha2: {address: "${LAB_ADDRESS[ha2]}:7789", disk: $LAB_DIR/ha2/r0.img, meta-disk: internal}
-EOF
-cat >"$LAB_DIR/etc/vrrp.yaml" <<EOF
-# The MASTER serves r0: promote makes it Primary, mounts it on $MOUNTPOINT and
-# starts the file server; demote undoes that in reverse.
-instances:
-  - name: VI_STORAGE
-    interface: eth0
-    virtual_router_id: $LAB_VRID
-    version: 3
-    advert_int: 0.2
-    virtual_ipaddress: [$LAB_VIP/$LAB_VIP_LEN]
-    nopreempt: true
-    notify_master: [$LAB_REPO/scripts/hooks/promote, $RESOURCE, $MOUNTPOINT, --,
-                    $LAB_REPO/scripts/fileserver.py, start, --root, $MOUNTPOINT, --bind, $LAB_VIP, --port, "80"]
-    notify_backup: &demote [$LAB_REPO/scripts/hooks/demote, $RESOURCE, $MOUNTPOINT, --,
-                            $LAB_REPO/scripts/fileserver.py, stop]
-    notify_fault: *demote
-    notify_stop: *demote
-    notify_timeout: 60
-    nodes:
-      ha1: {priority: 150}
-      ha2: {priority: 100}
-EOF
-for host in ha1 ha2; do
-    mkdir -p "$LAB_DIR/$host/run"
-    cp -r "$LAB_DIR/etc" "$LAB_DIR/$host/etc"
-    truncate -s 64M "$LAB_DIR/$host/r0.img"
-done
+lab_storage_config 3 0.2 ha1 ha2
 say "Each host has its own copy in $LAB_DIR/HOST/etc; the files are identical:" ""
-show cat "$LAB_DIR/etc/$RESOURCE.yaml"
+show cat "$LAB_DIR/etc/$LAB_RESOURCE.yaml"
 echo
 show cat "$LAB_DIR/etc/vrrp.yaml"
 cmp "$LAB_DIR/ha1/etc/vrrp.yaml" "$LAB_DIR/ha2/etc/vrrp.yaml"
-cmp "$LAB_DIR/ha1/etc/$RESOURCE.yaml" "$LAB_DIR/ha2/etc/$RESOURCE.yaml"
+cmp "$LAB_DIR/ha1/etc/$LAB_RESOURCE.yaml" "$LAB_DIR/ha2/etc/$LAB_RESOURCE.yaml"
 
 step "4. Metadata, up, initial sync, a file system"
-for host in ha1 ha2; do
-    show haadm_on "$host" create-md "$RESOURCE"
-    start_replicad "$host"
-done
-wait_for "the connection between ha1 and ha2" connected ha1
-say "Both disks are new and hold the same zeros: instead of copying 64 MiB, tell" \
-    "replicad so (DRBD's new-current-uuid --clear-bitmap):"
-show haadm_on ha1 new-current-uuid --clear-bitmap "$RESOURCE"
-wait_for "ha1 and ha2 UpToDate" in_sync ha1
-say "ha1 makes the ext4, through its NBD export exposed as a file by nbdfuse:"
-haadm_on ha1 primary "$RESOURCE"
-mkdir -p "$LAB_DIR/mkfs"
-nbdfuse -P "$LAB_DIR/mkfs.pid" "$LAB_DIR/mkfs" "nbd+unix:///?socket=$LAB_DIR/ha1/run/$RESOURCE.nbd" &
-MKFS_FUSE_PID=$!
-wait_for "nbdfuse serving" test -s "$LAB_DIR/mkfs.pid"
-show mkfs.ext4 -q -F -L hapair "$LAB_DIR/mkfs/nbd"
-fusermount3 -u "$LAB_DIR/mkfs"
-lab_wait_exit 10000 "$MKFS_FUSE_PID" || lab_fail "nbdfuse did not exit after its unmount"
-haadm_on ha1 secondary "$RESOURCE"
-show haadm_on ha1 status "$RESOURCE"
+say "Metadata on both disks, replicad up on both; the disks are new and hold the same" \
+    "zeros, so instead of copying 64 MiB the pair is told so (DRBD's new-current-uuid" \
+    "--clear-bitmap); then ha1 makes the ext4 through its export, exposed as a file by nbdfuse:"
+LAB_SHOW=show lab_storage_init ha1 ha2
+show lab_haadm ha1 status "$LAB_RESOURCE"
 
 step "5. vrrpd on both hosts: the MASTER serves"
 started_us=$(lab_now_us)
-start_vrrpd ha1
-start_vrrpd ha2
+lab_storage_start_vrrpd ha1
+lab_storage_start_vrrpd ha2
 say "ha1 (priority 150) becomes MASTER; its notify_master hook promotes r0, exposes it" \
     "(nbdfuse + loop device), checks and mounts the ext4 and starts the file server."
 wait_for "ha1 MASTER" in_vrrp_state ha1 MASTER
-wait_for "HTTP on $LAB_VIP" http_answers
+wait_for "HTTP on $LAB_VIP" lab_storage_http_answers client
 say "Serving $(seconds "$(lab_ms_between "$started_us" "$LAB_SEEN_US")") after vrrpd started. ha1's promote hook said:"
 grep -o 'promote r0: .*' "$LAB_DIR/ha1/vrrpd.log" | sed 's/^/  /'
 
@@ -280,21 +157,13 @@ say "Like a power loss: ha1's eth0 goes down, then every process of ha1 (vrrpd, 
 killed_us=$(lab_now_us)
 ip -n "${LAB_NAMESPACE[ha1]}" link set eth0 down
 lab_kill_host ha1 || lab_fail "a process of ha1 survived SIGKILL"
-declare -A SEEN_MS=()
-watch_failover() {
-    [[ -n ${SEEN_MS[vip]:-} ]] || { lab_holds_vip ha2 && SEEN_MS[vip]=$(lab_ms_between "$killed_us" "$(lab_now_us)"); }
-    [[ -n ${SEEN_MS[primary]:-} ]] || { is_primary ha2 && SEEN_MS[primary]=$(lab_ms_between "$killed_us" "$(lab_now_us)"); }
-    [[ -n ${SEEN_MS[mounted]:-} ]] || { is_mounted ha2 && SEEN_MS[mounted]=$(lab_ms_between "$killed_us" "$(lab_now_us)"); }
-    [[ -n ${SEEN_MS[http]:-} ]] || { http_answers && SEEN_MS[http]=$(lab_ms_between "$killed_us" "$(lab_now_us)"); }
-    ((${#SEEN_MS[@]} == 4))
-}
-lab_poll "$STEP_TIMEOUT_MS" watch_failover ||
-    lab_fail "the failover did not complete within $((STEP_TIMEOUT_MS / 1000)) s (seen: ${!SEEN_MS[*]})"
+lab_storage_failover_timeline ha2 client "$killed_us" "$STEP_TIMEOUT_MS" ||
+    lab_fail "the failover did not complete within $((STEP_TIMEOUT_MS / 1000)) s (seen: ${!LAB_FAILOVER_MS[*]})"
 say "" "Failover timeline, from the kill:" \
-    "  $(seconds "${SEEN_MS[vip]}")  ha2 holds the virtual IP (VRRP: 3 × 0.2 s adverts missed + skew)" \
-    "  $(seconds "${SEEN_MS[primary]}")  r0 is Primary on ha2 (once replicad noticed the peer gone: ping-int + ping-timeout)" \
-    "  $(seconds "${SEEN_MS[mounted]}")  the ext4 is mounted on ha2 (after fsck replayed its journal)" \
-    "  $(seconds "${SEEN_MS[http]}")  HTTP answers on $LAB_VIP again"
+    "  $(seconds "${LAB_FAILOVER_MS[vip]}")  ha2 holds the virtual IP (VRRP: 3 × 0.2 s adverts missed + skew)" \
+    "  $(seconds "${LAB_FAILOVER_MS[primary]}")  r0 is Primary on ha2 (once replicad noticed the peer gone: ping-int + ping-timeout)" \
+    "  $(seconds "${LAB_FAILOVER_MS[mounted]}")  the ext4 is mounted on ha2 (after fsck replayed its journal)" \
+    "  $(seconds "${LAB_FAILOVER_MS[http]}")  HTTP answers on $LAB_VIP again"
 
 step "8. Nothing acknowledged was lost"
 check_files
@@ -307,10 +176,10 @@ say "A rebooted ha1 has no virtual IP and starts replicad; r0 was Primary when i
     "what it may have written last (its activity log) and all ha2 wrote since are resynced:"
 lab_remove_address ha1 "$LAB_VIP/$LAB_VIP_LEN"
 ip -n "${LAB_NAMESPACE[ha1]}" link set eth0 up
-start_replicad ha1
+lab_storage_start_replicad ha1
 show_progress() {
     local line
-    line=$(haadm_on ha1 status "$RESOURCE" --json 2>/dev/null |
+    line=$(lab_haadm ha1 status "$LAB_RESOURCE" --json 2>/dev/null |
         jq -r '.[0] | "\(.disk) \(.peer.connection) \(.peer.replication) \(.peer.done // "")"') || return 1
     [[ $line == "${LAST_PROGRESS:-}" ]] || say "  ha1: $line"
     LAST_PROGRESS=$line
@@ -318,18 +187,18 @@ show_progress() {
 }
 lab_poll "$STEP_TIMEOUT_MS" show_progress || lab_fail "ha1 did not resync within $((STEP_TIMEOUT_MS / 1000)) s"
 grep -h 'resync' "$LAB_DIR/ha1/replicad.log" | sed 's/^/  /' | tail -n 3
-start_vrrpd ha1
+lab_storage_start_vrrpd ha1
 wait_for "ha1 BACKUP" in_vrrp_state ha1 BACKUP
 say "ha1's vrrpd is BACKUP: with nopreempt, ha2 keeps the service." ""
-show haadm_on ha1 status "$RESOURCE"
-show haadm_on ha2 status "$RESOURCE"
+show lab_haadm ha1 status "$LAB_RESOURCE"
+show lab_haadm ha2 status "$LAB_RESOURCE"
 
 step "Summary"
 printf '  %-44s %s\n' \
-    "hard kill to virtual IP on ha2:" "$(seconds "${SEEN_MS[vip]}")" \
-    "hard kill to r0 Primary on ha2:" "$(seconds "${SEEN_MS[primary]}")" \
-    "hard kill to file system mounted on ha2:" "$(seconds "${SEEN_MS[mounted]}")" \
-    "hard kill to HTTP answering again:" "$(seconds "${SEEN_MS[http]}")" \
+    "hard kill to virtual IP on ha2:" "$(seconds "${LAB_FAILOVER_MS[vip]}")" \
+    "hard kill to r0 Primary on ha2:" "$(seconds "${LAB_FAILOVER_MS[primary]}")" \
+    "hard kill to file system mounted on ha2:" "$(seconds "${LAB_FAILOVER_MS[mounted]}")" \
+    "hard kill to HTTP answering again:" "$(seconds "${LAB_FAILOVER_MS[http]}")" \
     "files stored, all intact:" "$(wc -l <"$LAB_DIR/client/stored")" \
     "demo run time (from the start, build included):" "$(seconds "$(lab_ms_between "$DEMO_START_US" "$(lab_now_us)")")"
 say "" "scripts/bench/failover.sh measures these over several runs; docs/operations.md is the" \

@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 # nbdfuse), qemu-utils (qemu-io), fuse3, e2fsprogs: real NBD clients and a
 # real filesystem on replicad's volumes; nbdkit: a backing disk that fails
 # on demand (its error filter); drbd-utils: drbdadm, the real drbd.conf
-# parser that haadm's drbd.conf reader is compared with.
-packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs nbdkit drbd-utils)
+# parser that haadm's drbd.conf reader is compared with; python3: the HTTP
+# file server of the end-to-end tests and the demo (scripts/fileserver.py);
+# curl, jq: the demo's client and its reading of JSON states.
+packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs nbdkit drbd-utils python3 curl jq)
 
 missing=()
 for package in "${packages[@]}"; do

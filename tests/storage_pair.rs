@@ -76,8 +76,6 @@ pub struct HookSite<'a> {
     /// A directory of this host for the service's own files (pid files,
     /// logs).
     pub service_dir: &'a Path,
-    /// The lab directory, shared by every host.
-    pub lab_dir: &'a Path,
 }
 
 /// Makes the argv of one hook for one host.
@@ -155,7 +153,6 @@ pub struct StorageHost {
     run_dir: PathBuf,
     mountpoint: PathBuf,
     service_dir: PathBuf,
-    lab_dir: PathBuf,
 }
 
 impl StorageHost {
@@ -175,7 +172,6 @@ impl StorageHost {
             run_dir: &self.run_dir,
             mountpoint: &self.mountpoint,
             service_dir: &self.service_dir,
-            lab_dir: &self.lab_dir,
         }
     }
 
@@ -258,11 +254,6 @@ impl StorageHost {
             None => self.vrrpd = Some(Vrrpd::start(&self.host, &self.vrrp_yaml)),
         }
     }
-
-    /// The path of the host's vrrpd configuration.
-    pub fn vrrp_yaml(&self) -> &str {
-        &self.vrrp_yaml
-    }
 }
 
 /// The storage pair and its client; see the module docs.
@@ -270,7 +261,6 @@ pub struct StoragePair {
     // Fields drop in order: the hosts (daemons, hooks) before the lab.
     hosts: Vec<StorageHost>,
     lab: Lab,
-    options: StorageOptions,
 }
 
 impl StoragePair {
@@ -285,11 +275,7 @@ impl StoragePair {
         let hosts = [1, 2]
             .map(|index| storage_host(&lab, index, &options))
             .into();
-        let pair = StoragePair {
-            hosts,
-            lab,
-            options,
-        };
+        let pair = StoragePair { hosts, lab };
         wait_for("the fresh nodes to connect", SETTLE_TIMEOUT, || {
             pair.hosts.iter().all(|host| {
                 host.status()
@@ -321,14 +307,6 @@ impl StoragePair {
             h2.vrrp_state().as_deref() == Some("BACKUP")
         });
         self.wait_until_serving("the first promotion");
-    }
-
-    pub fn lab(&self) -> &Lab {
-        &self.lab
-    }
-
-    pub fn options(&self) -> &StorageOptions {
-        &self.options
     }
 
     /// Storage host 1 or 2.
@@ -650,7 +628,6 @@ fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHos
         host,
         mountpoint,
         service_dir,
-        lab_dir: lab.dir().to_path_buf(),
     };
     let yaml = vrrpd_config(&[options.vrrp_instance(index, &storage.site())]);
     storage.vrrp_yaml = yaml;
@@ -658,8 +635,9 @@ fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHos
 }
 
 /// `r0` between h1 (10.99.0.1) and h2 (10.99.0.2): protocol C, online
-/// verify, a dead peer noticed within about 3 s, split brain left to the
-/// operator, a resync of 40 MiB/s while the client writes (the default,
+/// verify, a dead peer noticed within about 4 s (ping-int 3 s + ping-timeout 1 s; a
+/// request unanswered for 2.5 s counts as a dead peer too), split brain left to the
+/// operator, a resync of 10 MiB/s while the client writes (the default,
 /// 250 KiB/s, would take minutes over the hot extents of a crashed
 /// Primary), and the `recorded` handlers writing to the handler record
 /// beside `backing`.
@@ -680,10 +658,10 @@ fn resource_yaml(backing: &Path, recorded: &[&str]) -> String {
     format!(
         "resource: {RESOURCE}\n\
          protocol: C\n\
-         net: {{shared-secret: \"storage-pair\", verify-alg: crc32c, ping-int: 2, \
-         ping-timeout: 10, timeout: 15, connect-int: 2, after-sb-0pri: disconnect, \
+         net: {{shared-secret: \"storage-pair\", verify-alg: crc32c, ping-int: 3, \
+         ping-timeout: 10, timeout: 25, connect-int: 3, after-sb-0pri: disconnect, \
          after-sb-1pri: disconnect, after-sb-2pri: disconnect}}\n\
-         disk: {{on-io-error: detach, resync-rate: 40M}}\n\
+         disk: {{on-io-error: detach, resync-rate: 10M}}\n\
          {handlers}\
          nodes:\n  \
            h1: {{address: \"10.99.0.1:7789\", disk: {disk}, meta-disk: internal}}\n  \

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# failover.sh: compares vrrpd with keepalived, in the same run and on the
-# same two-host namespace lab: how long the virtual IP takes to reach the
-# backup when the master is killed (SIGKILL) or stopped (SIGTERM), and how
-# much memory (VmRSS, RssAnon and Pss) each daemon uses. Run as root on
-# Debian or Ubuntu:
+# failover.sh: two measurements on the two-host namespace lab.
 #
-#     sudo scripts/bench/failover.sh [-n REPETITIONS]
+# vrrp: compares vrrpd with keepalived, in the same run: how long the
+# virtual IP takes to reach the backup when the master is killed (SIGKILL)
+# or stopped (SIGTERM), and how much memory (VmRSS, RssAnon and Pss) each
+# daemon uses.
+#
+# service: the whole storage service (vrrpd, replicad, the promote and
+# demote hooks, an HTTP file server on the virtual IP; the setup of
+# scripts/demo.sh): from the hard kill of the master's host (link down,
+# every process SIGKILLed) until (a) the backup holds the VIP, (b) r0 is
+# Primary there, (c) its file system is mounted, (d) HTTP answers a client
+# on the VIP; VRRPv3 with 0.1 s adverts and VRRPv2 with 1 s.
+#
+# Run as root on Debian or Ubuntu:
+#
+#     sudo scripts/bench/failover.sh [-n REPETITIONS] [-p vrrp|service|all]
+#
+# The programs are built in release mode; HAPAIR_BIN_DIR=DIR uses the ones
+# in DIR instead (the service part only: the vrrp part always builds).
 #
 # Scenarios: VRRPv2 with advert_int 1 s and VRRPv3 with advert_int 0.1 s,
 # each with SIGKILL and SIGTERM. Every repetition starts a fresh pair of the
@@ -30,13 +43,15 @@ SIGNALS=(KILL TERM)
 MEMORY_FIELDS=(VmRSS RssAnon Pss)
 
 usage() {
-    echo "usage: $0 [-n REPETITIONS]   (default 5; needs root)"
+    echo "usage: $0 [-n REPETITIONS] [-p vrrp|service|all]   (default 5, all; needs root)"
 }
 
 repetitions=5
-while getopts "n:h" option; do
+part=all
+while getopts "n:p:h" option; do
     case $option in
         n) repetitions=$OPTARG ;;
+        p) part=$OPTARG ;;
         h)
             usage
             exit 0
@@ -49,6 +64,10 @@ while getopts "n:h" option; do
 done
 if ! [[ $repetitions =~ ^[1-9][0-9]*$ ]]; then
     echo "failover.sh: -n takes a positive whole number of repetitions, not '$repetitions'" >&2
+    exit 2
+fi
+if ! [[ $part =~ ^(vrrp|service|all)$ ]]; then
+    echo "failover.sh: -p takes vrrp, service or all, not '$part'" >&2
     exit 2
 fi
 
@@ -229,14 +248,10 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
 }
 
-lab_init bench-failover
-lab_require_root
-lab_install_packages iproute2 keepalived
-lab_build_vrrpd
-lab_up ha1 ha2
+bench_vrrp() {
 # Failover times, "DAEMON VERSION SIGNAL" -> " ms ms ...", and memory,
 # "DAEMON ROLE FIELD" -> " KiB KiB ...".
-declare -A FAILOVER_MS=() MEMORY_KIB=() MONITOR_PID=()
+declare -A FAILOVER_MS=() MEMORY_KIB=()
 
 for scenario in "${SCENARIOS[@]}"; do
     read -r version advert_int <<<"$scenario"
@@ -317,3 +332,98 @@ for role in master backup; do
         echo "| $role, $field | $vrrpd_memory | $keepalived_memory | $(ratio "$vrrpd_memory" "$keepalived_memory") |"
     done
 done
+}
+
+# One repetition of the whole service with VERSION and ADVERT_INT: a fresh
+# pair, ha1 serving, a few files stored, then ha1's link cut and every
+# process of ha1 SIGKILLed, 1 s + 2.25 advert intervals after ha1 first
+# answered HTTP (at no particular phase of its advert cycle); appends the
+# four times (ms) to SERVICE_MS.
+service_once() {
+    local version=$1 advert_int=$2 key="$1 $2" host k took_us kill_at_us killed_us
+    for host in ha1 ha2; do
+        lab_kill_host "$host" || lab_fail "cannot stop what runs in ${LAB_NAMESPACE[$host]}"
+        lab_remove_address "$host" "$LAB_VIP/$LAB_VIP_LEN"
+        ip -n "${LAB_NAMESPACE[$host]}" link set eth0 up
+    done
+    lab_storage_config "$version" "$advert_int" ha1 ha2
+    lab_storage_init ha1 ha2 >/dev/null
+    lab_storage_start_vrrpd ha1
+    lab_poll "$CONVERGE_TIMEOUT_MS" lab_storage_http_answers client ||
+        lab_fail "v$version: ha1 did not serve within $((CONVERGE_TIMEOUT_MS / 1000)) s"
+    took_us=${EPOCHREALTIME/[.,]/}
+    lab_storage_start_vrrpd ha2
+    for ((k = 1; k <= 5; k++)); do
+        head -c 65536 /dev/urandom >"$LAB_DIR/upload"
+        ip netns exec "${LAB_NAMESPACE[client]}" curl -sS --fail -m 10 -o /dev/null -H "Expect:" \
+            -T "$LAB_DIR/upload" "http://$LAB_VIP/file-$k" || lab_fail "v$version: an upload failed"
+    done
+    # ha2 must be BACKUP (it heard ha1) before ha1 dies.
+    lab_poll "$CONVERGE_TIMEOUT_MS" backup_settled ha2 || lab_fail "v$version: ha2 did not settle as BACKUP"
+    kill_at_us=$((took_us + $(scaled "$advert_int" 2250000) + 1000000))
+    sleep_until "$kill_at_us"
+    killed_us=${EPOCHREALTIME/[.,]/}
+    ip -n "${LAB_NAMESPACE[ha1]}" link set eth0 down
+    lab_kill_host ha1 || lab_fail "a process of ha1 survived SIGKILL"
+    lab_storage_failover_timeline ha2 client "$killed_us" "$FAILOVER_TIMEOUT_MS" ||
+        lab_fail "v$version: the service did not fail over within $((FAILOVER_TIMEOUT_MS / 1000)) s (seen: ${!LAB_FAILOVER_MS[*]})"
+    local what line="  service v$version advert_int $advert_int:"
+    for what in vip primary mounted http; do
+        SERVICE_MS["$key $what"]+=" ${LAB_FAILOVER_MS[$what]}"
+        line+=" $what ${LAB_FAILOVER_MS[$what]} ms"
+    done
+    echo "$line"
+}
+
+backup_settled() {
+    [[ $(jq -r '.instances[0].state' "$LAB_DIR/$1/run/vrrp/state.json" 2>/dev/null) == BACKUP ]]
+}
+
+bench_service() {
+    declare -gA SERVICE_MS=()
+    local scenario version advert_int run what row
+    echo "Whole service: $("$LAB_VRRPD" --version), $repetitions repetitions per scenario"
+    for scenario in "${SCENARIOS[@]}"; do
+        read -r version advert_int <<<"$scenario"
+        for ((run = 1; run <= repetitions; run++)); do
+            service_once "$version" "$advert_int"
+        done
+    done
+    for host in ha1 ha2; do
+        lab_kill_host "$host" || true
+    done
+    echo
+    echo "Whole service: from the hard kill of the master's host, in ms (median / max of $repetitions runs)"
+    echo
+    echo "| scenario | Master_Down_Interval | (a) VIP moved | (b) Primary | (c) mounted | (d) HTTP answers |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for scenario in "${SCENARIOS[@]}"; do
+        read -r version advert_int <<<"$scenario"
+        row="| VRRPv$version, advert_int $advert_int s | $(master_down_ms "$advert_int") |"
+        for what in vip primary mounted http; do
+            # shellcheck disable=SC2086 # the lists are space-separated numbers
+            row+=" $(median ${SERVICE_MS["$version $advert_int $what"]}) / $(maximum ${SERVICE_MS["$version $advert_int $what"]}) |"
+        done
+        echo "$row"
+    done
+}
+
+# Master_Down_Interval of the backup (priority 100), in ms: 3 intervals +
+# (256 - 100) / 256 of one.
+master_down_ms() {
+    awk -v a="$1" -v p=$BACKUP_PRIORITY 'BEGIN { printf "%d", (3 + (256 - p) / 256) * a * 1000 + 0.5 }'
+}
+
+lab_init bench-failover
+lab_require_root
+lab_install_packages iproute2 keepalived jq libnbd-bin fuse3 e2fsprogs python3 curl util-linux
+if [[ $part == vrrp ]]; then lab_build_vrrpd; else lab_build_all; fi
+lab_up ha1 ha2 client
+echo "failover.sh: kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A MONITOR_PID=()
+if [[ $part != service ]]; then
+    bench_vrrp
+fi
+if [[ $part != vrrp ]]; then
+    bench_service
+fi

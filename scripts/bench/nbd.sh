@@ -10,9 +10,15 @@
 # Run as root on Debian or Ubuntu:
 #
 #     sudo scripts/bench/nbd.sh [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]
+#                               [-o STORAGE,...] [-S SERVER,...]
+#
+# -o and -S narrow a run to some storages (tmpfs, disk) and servers
+# (replicated, replicad, nbdkit), e.g. while working on one path; the
+# tables then show "0.0" and "-" for what did not run. The release build
+# goes to $CARGO_TARGET_DIR when that is set (else target/).
 #
 # Jobs, each time-based, in this order on one fresh server and backing file
-# per storage (page cache dropped before each job): sequential 1 MiB writes then reads at iodepth 4, and 4 KiB
+# per storage (page cache of the backing files dropped before each job): sequential 1 MiB writes then reads at iodepth 4, and 4 KiB
 # random writes at iodepth 1 and 32, all over the same region. fio drives
 # the export with its nbd ioengine (libnbd, over the Unix socket); if this
 # fio lacks it, fio uses libaio with O_DIRECT on a loop device over nbdfuse
@@ -49,16 +55,39 @@ PEER_PORT=7789
 RESOURCE=r0
 
 usage() {
-    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]"
-    echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one; needs root"
+    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...]"
+    echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one, -o ${STORAGES[*]// /,}, -S ${SERVERS[*]// /,}; needs root"
 }
 
 runtime=10
 backing_mib=1024
 resync_mib=256
 ENGINE=""
-while getopts "t:s:r:e:h" option; do
+# only_some LIST ALLOWED...: succeeds if every comma-separated item of LIST
+# is one of ALLOWED.
+only_some() {
+    local item allowed_items=" ${*:2} "
+    for item in ${1//,/ }; do
+        [[ $allowed_items == *" $item "* ]] || return 1
+    done
+}
+
+while getopts "t:s:r:e:o:S:h" option; do
     case $option in
+        o)
+            only_some "$OPTARG" "${STORAGES[@]}" || {
+                echo "nbd.sh: -o takes storages among ${STORAGES[*]} (comma-separated), not '$OPTARG'" >&2
+                exit 2
+            }
+            read -r -a STORAGES <<<"${OPTARG//,/ }"
+            ;;
+        S)
+            only_some "$OPTARG" "${SERVERS[@]}" || {
+                echo "nbd.sh: -S takes servers among ${SERVERS[*]} (comma-separated), not '$OPTARG'" >&2
+                exit 2
+            }
+            read -r -a SERVERS <<<"${OPTARG//,/ }"
+            ;;
         t) runtime=$OPTARG ;;
         s) backing_mib=$OPTARG ;;
         r) resync_mib=$OPTARG ;;
@@ -309,6 +338,19 @@ run_job() {
         "\(.bw_bytes / 1048576) \(.iops) \(.clat_ns.mean / 1000) \(.clat_ns.percentile["99.000000"] / 1000)"' "$output"
 }
 
+# settle DIR: writes out what is dirty on DIR's filesystem and drops the
+# files of DIR (not below) from the page cache. Only DIR's filesystem: a
+# global `sync` or drop_caches waits for every mount of the machine, and
+# hangs while another job holds one (a stuck FUSE or NBD mount).
+settle() {
+    local file
+    sync -f "$1"
+    for file in "$1"/*; do
+        [[ -f $file ]] && dd if="$file" iflag=nocache count=0 status=none
+    done
+    return 0
+}
+
 # Succeeds if ha1 no longer sees ha2 connected.
 ha1_alone() {
     ! pair_status_is ha1 '.peer.connection == "Connected"'
@@ -329,8 +371,7 @@ run_resync() {
     fio --name=dirty "${FIO_TARGET[@]}" --rw=write --bs=1M --iodepth=4 --size="${resync_mib}M" \
         --output-format=json --output="$LAB_DIR/dirty.json" >/dev/null ||
         lab_fail "fio could not write ${resync_mib} MiB on the disconnected ha1 (see $LAB_DIR/dirty.json)"
-    sync
-    echo 1 >/proc/sys/vm/drop_caches
+    settle "$dir"
     started=${EPOCHREALTIME/[.,]/}
     pair_haadm ha2 connect "$RESOURCE"
     lab_poll "$SYNC_TIMEOUT_MS" pair_status_is ha2 '.peer.connection == "Connected"' ||
@@ -343,8 +384,7 @@ run_resync() {
     # The plain copy: a file of the same size on the same filesystem, read
     # from disk (caches dropped) and written out with an fsync at the end.
     dd if=/dev/urandom of="$dir/copy-source" bs=1M count="$resync_mib" status=none
-    sync
-    echo 1 >/proc/sys/vm/drop_caches
+    settle "$dir"
     local copy_started=${EPOCHREALTIME/[.,]/}
     dd if="$dir/copy-source" of="$dir/copy-target" bs=1M conv=fsync status=none
     local copied=${EPOCHREALTIME/[.,]/}
@@ -382,8 +422,7 @@ for storage in "${STORAGES[@]}"; do
         for job in "${JOBS[@]}"; do
             read -r name rw block_size iodepth <<<"$job"
             # Every job starts with nothing dirty and nothing cached.
-            sync
-            echo 1 >/proc/sys/vm/drop_caches
+            settle "$dir"
             RESULT[$storage,$server,$name]=$(run_job "$name" "$rw" "$block_size" "$iodepth")
             read -r mib iops mean p99 <<<"${RESULT[$storage,$server,$name]}"
             printf "nbd.sh: %-5s %-10s %-18s %8.1f MiB/s %8.0f IOPS  mean %6.0f µs  p99 %6.0f µs\n" \
@@ -391,7 +430,7 @@ for storage in "${STORAGES[@]}"; do
         done
         if [[ $server == replicated ]]; then
             RESYNC[$storage]=$(run_resync "$dir")
-            read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]}"
+            read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]:-}"
             echo "nbd.sh: $storage resync of ${resync_mib} MiB: connected after $connect_ms ms," \
                 "both UpToDate after $resync_ms ms, $crossed bytes resynced; plain copy $copy_ms ms"
         fi
@@ -421,9 +460,9 @@ echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for storage in "${STORAGES[@]}"; do
     for job in "${JOBS[@]}"; do
         read -r name _ <<<"$job"
-        read -r p_mib p_iops _ <<<"${RESULT[$storage,replicated,$name]}"
-        read -r r_mib r_iops _ <<<"${RESULT[$storage,replicad,$name]}"
-        read -r k_mib k_iops _ <<<"${RESULT[$storage,nbdkit,$name]}"
+        read -r p_mib p_iops _ <<<"${RESULT[$storage,replicated,$name]:-}"
+        read -r r_mib r_iops _ <<<"${RESULT[$storage,replicad,$name]:-}"
+        read -r k_mib k_iops _ <<<"${RESULT[$storage,nbdkit,$name]:-}"
         printf "| %s | %s | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f | %s | %s |\n" \
             "$storage" "$name" "$p_mib" "$r_mib" "$k_mib" "$p_iops" "$r_iops" "$k_iops" \
             "$(ratio "$p_mib" "$r_mib")" "$(ratio "$r_mib" "$k_mib")"
@@ -436,9 +475,9 @@ for storage in "${STORAGES[@]}"; do
     for job in "${JOBS[@]}"; do
         read -r name rw _ <<<"$job"
         [[ $rw == randwrite ]] || continue
-        read -r _ _ p_mean p_p99 <<<"${RESULT[$storage,replicated,$name]}"
-        read -r _ _ r_mean r_p99 <<<"${RESULT[$storage,replicad,$name]}"
-        read -r _ _ k_mean k_p99 <<<"${RESULT[$storage,nbdkit,$name]}"
+        read -r _ _ p_mean p_p99 <<<"${RESULT[$storage,replicated,$name]:-}"
+        read -r _ _ r_mean r_p99 <<<"${RESULT[$storage,replicad,$name]:-}"
+        read -r _ _ k_mean k_p99 <<<"${RESULT[$storage,nbdkit,$name]:-}"
         printf "| %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s |\n" \
             "$storage" "$name" "$p_mean" "$r_mean" "$k_mean" "$p_p99" "$r_p99" "$k_p99" \
             "$(ratio "$p_mean" "$r_mean")" "$(ratio "$p_p99" "$r_p99")"
@@ -453,7 +492,7 @@ echo
 echo "| storage | connected ms | UpToDate ms | resync MiB/s | after connect MiB/s | bytes resynced / dirtied | copy ms | copy MiB/s | resync/copy | after connect/copy |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for storage in "${STORAGES[@]}"; do
-    read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]}"
+    read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]:-}"
     printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$storage" "$connect_ms" "$resync_ms" \
         "$(mib_per_s "$resync_mib" "$resync_ms")" "$(mib_per_s "$resync_mib" $((resync_ms - connect_ms)))" \
         "$(ratio "$crossed" $((resync_mib << 20)))" "$copy_ms" "$(mib_per_s "$resync_mib" "$copy_ms")" \

@@ -32,6 +32,11 @@
 #   lab_host_pids HOST, lab_memory_kib VmRSS|RssAnon|Pss PID...
 #   lab_kill_host HOST, lab_loop_devices PID
 #   lab_now_us, lab_ms_between FROM_US TO_US, lab_fail MESSAGE
+# and for the whole storage service (see its section below):
+#   lab_storage_config, lab_storage_init, lab_storage_start_replicad,
+#   lab_storage_start_vrrpd, lab_haadm, lab_storage_in_sync,
+#   lab_storage_is_primary, lab_storage_is_mounted, lab_storage_http_answers,
+#   lab_storage_failover_timeline
 
 # The lab's fixed addressing and virtual router.
 LAB_SUBNET_PREFIX=10.99.0
@@ -389,10 +394,210 @@ lab_kill_host() {
 # Prints the loop devices whose backing file lies under $LAB_DIR, as the
 # mount namespace of process PID sees them.
 lab_loop_devices() {
-    nsenter --mount="/proc/$1/ns/mnt" losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null |
-        while read -r name back; do
-            [[ $back == "$LAB_DIR"/* ]] && echo "$name"
-        done
+    local listing name back
+    # The process may be gone already: then there is nothing to list.
+    listing=$(nsenter --mount="/proc/$1/ns/mnt" losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null) ||
+        return 0
+    while read -r name back; do
+        if [[ $back == "$LAB_DIR"/* ]]; then
+            echo "$name"
+        fi
+    done <<<"$listing"
+}
+
+# ---- The storage service: replicad + vrrpd + the hooks + an HTTP server ----
+# Host HOST keeps its configuration in $LAB_DIR/HOST/etc (r0.yaml and
+# vrrp.yaml, the same files on both hosts), its run directory in
+# $LAB_DIR/HOST/run and its backing file in $LAB_DIR/HOST/r0.img. The
+# MASTER's hooks mount r0 on $LAB_MOUNTPOINT (the same path on both hosts:
+# each vrrpd runs in a mount namespace of its own) and serve it over HTTP
+# on the VIP with scripts/fileserver.py. Needs lab_build_all.
+LAB_RESOURCE=r0
+LAB_MOUNTPOINT=""
+declare -A LAB_VRRPD_PID=()
+
+# Writes $LAB_DIR/etc/{r0.yaml,vrrp.yaml} for hosts HOST1 (priority 150)
+# and HOST2 (100) with VRRP VERSION and ADVERT_INT, and copies them to a
+# fresh directory of each host, with an empty backing file of 64 MiB.
+# Usage: lab_storage_config VERSION ADVERT_INT HOST1 HOST2
+lab_storage_config() {
+    local version=$1 advert_int=$2 first=$3 second=$4 host
+    LAB_MOUNTPOINT=$LAB_DIR/srv
+    mkdir -p "$LAB_MOUNTPOINT" "$LAB_DIR/etc"
+    cat >"$LAB_DIR/etc/$LAB_RESOURCE.yaml" <<EOF
+# Volume $LAB_RESOURCE, mirrored by replicad between $first and $second (protocol C:
+# a write is acknowledged once it is on both disks).
+resource: $LAB_RESOURCE
+protocol: C
+net:
+  shared-secret: "lab-secret"
+  verify-alg: crc32c
+  # A dead peer is noticed within ping-int + ping-timeout (1 s + 0.5 s).
+  ping-int: 1
+  ping-timeout: 5
+  timeout: 8
+  connect-int: 1
+disk:
+  # Resync at up to 40 MiB/s even while the service writes.
+  resync-rate: 40M
+nodes:
+  $first: {address: "${LAB_ADDRESS[$first]}:7789", disk: $LAB_DIR/$first/r0.img, meta-disk: internal}
+  $second: {address: "${LAB_ADDRESS[$second]}:7789", disk: $LAB_DIR/$second/r0.img, meta-disk: internal}
+EOF
+    cat >"$LAB_DIR/etc/vrrp.yaml" <<EOF
+# The MASTER serves $LAB_RESOURCE: promote makes it Primary, mounts it on
+# $LAB_MOUNTPOINT and starts the file server; demote undoes that in reverse.
+instances:
+  - name: VI_STORAGE
+    interface: eth0
+    virtual_router_id: $LAB_VRID
+    version: $version
+    advert_int: $advert_int
+    virtual_ipaddress: [$LAB_VIP/$LAB_VIP_LEN]
+    nopreempt: true
+    notify_master: [$LAB_REPO/scripts/hooks/promote, $LAB_RESOURCE, $LAB_MOUNTPOINT, --,
+                    $LAB_REPO/scripts/fileserver.py, start, --root, $LAB_MOUNTPOINT, --bind, $LAB_VIP, --port, "80"]
+    notify_backup: &demote [$LAB_REPO/scripts/hooks/demote, $LAB_RESOURCE, $LAB_MOUNTPOINT, --,
+                            $LAB_REPO/scripts/fileserver.py, stop]
+    notify_fault: *demote
+    notify_stop: *demote
+    notify_timeout: 60
+    nodes:
+      $first: {priority: 150}
+      $second: {priority: 100}
+EOF
+    for host in "$first" "$second"; do
+        rm -rf "${LAB_DIR:?}/$host"
+        mkdir -p "$LAB_DIR/$host/run"
+        cp -r "$LAB_DIR/etc" "$LAB_DIR/$host/etc"
+        truncate -s 64M "$LAB_DIR/$host/r0.img"
+    done
+}
+
+# haadm on HOST: its configuration and run directory.
+lab_haadm() {
+    local host=$1
+    shift
+    "$LAB_BIN/haadm" -c "$LAB_DIR/$host/etc" --node "$host" --run-dir "$LAB_DIR/$host/run" "$@"
+}
+
+# Succeeds once HOST's replicad answers on its control socket (haadm's
+# exit code 3: not running; a killed one leaves its socket file behind).
+lab_replicad_answers() {
+    local code=0
+    lab_haadm "$1" status >/dev/null 2>&1 || code=$?
+    ((code != 3))
+}
+
+# Starts replicad on HOST, waits until it answers, and brings r0 up.
+lab_storage_start_replicad() {
+    local host=$1
+    lab_spawn "$host" "$LAB_DIR/$host/replicad.log" \
+        "$LAB_BIN/replicad" -c "$LAB_DIR/$host/etc" --node "$host" --run-dir "$LAB_DIR/$host/run"
+    lab_poll 15000 lab_replicad_answers "$host" || lab_fail "replicad on $host did not answer within 15 s"
+    lab_haadm "$host" up "$LAB_RESOURCE"
+}
+
+# Starts vrrpd on HOST; its hooks find haadm, the configuration and the run
+# directory in the environment (see scripts/hooks/promote --help). Sets
+# LAB_PID and LAB_VRRPD_PID[HOST].
+lab_storage_start_vrrpd() {
+    local host=$1
+    lab_spawn "$host" "$LAB_DIR/$host/vrrpd.log" env \
+        HAPAIR_CONFIG_DIR="$LAB_DIR/$host/etc" HAPAIR_NODE="$host" \
+        HAPAIR_RUN_DIR="$LAB_DIR/$host/run" HAPAIR_HAADM="$LAB_BIN/haadm" \
+        HAPAIR_EXPOSE=fuse HAPAIR_RETRIES=300 HAPAIR_RETRY_DELAY=0.1 \
+        "$LAB_VRRPD" -f "$LAB_DIR/$host/etc/vrrp.yaml" --node "$host" --run-dir "$LAB_DIR/$host/run"
+    LAB_VRRPD_PID[$host]=$LAB_PID
+}
+
+lab_storage_connected() {
+    [[ $(lab_haadm "$1" cstate "$LAB_RESOURCE" 2>/dev/null) == Connected ]]
+}
+
+# Succeeds when HOST's r0 and its peer are connected and UpToDate.
+lab_storage_in_sync() {
+    lab_haadm "$1" status "$LAB_RESOURCE" --json 2>/dev/null | jq -e '.[0] | .disk == "UpToDate"
+        and .peer.connection == "Connected" and .peer.disk == "UpToDate"
+        and .peer.replication == "Established"' >/dev/null
+}
+
+lab_storage_is_primary() {
+    [[ $(lab_haadm "$1" role "$LAB_RESOURCE" 2>/dev/null) == Primary ]]
+}
+
+# Succeeds when r0 is mounted in the mount namespace of HOST's vrrpd,
+# where its hooks run.
+lab_storage_is_mounted() {
+    grep -q " $LAB_MOUNTPOINT " "/proc/${LAB_VRRPD_PID[$1]}/mounts" 2>/dev/null
+}
+
+# Succeeds when the file server answers GET / on the VIP, asked from HOST.
+lab_storage_http_answers() {
+    ip netns exec "${LAB_NAMESPACE[$1]}" curl -sf -o /dev/null --connect-timeout 0.5 -m 2 "http://$LAB_VIP/"
+}
+
+# The first steps on a fresh, configured pair HOST1 HOST2: metadata,
+# replicad up on both, the initial sync skipped (both disks hold the same
+# zeros: new-current-uuid --clear-bitmap), and an ext4 made through
+# HOST1's export, exposed as a file by nbdfuse; both end Secondary. A
+# command named by LAB_SHOW (e.g. a function printing its arguments) is
+# run in front of the main commands.
+lab_storage_init() {
+    local first=$1 second=$2 host pid show=${LAB_SHOW:-}
+    for host in "$first" "$second"; do
+        $show lab_haadm "$host" create-md "$LAB_RESOURCE"
+        lab_storage_start_replicad "$host"
+    done
+    lab_poll 30000 lab_storage_connected "$first" || lab_fail "$first and $second did not connect within 30 s"
+    $show lab_haadm "$first" new-current-uuid --clear-bitmap "$LAB_RESOURCE"
+    lab_poll 30000 lab_storage_in_sync "$first" || lab_fail "$first and $second were not UpToDate within 30 s"
+    lab_haadm "$first" primary "$LAB_RESOURCE"
+    mkdir -p "$LAB_DIR/mkfs"
+    rm -f "$LAB_DIR/mkfs.pid"
+    nbdfuse -P "$LAB_DIR/mkfs.pid" "$LAB_DIR/mkfs" \
+        "nbd+unix:///?socket=$LAB_DIR/$first/run/$LAB_RESOURCE.nbd" >>"$LAB_DIR/mkfs.log" 2>&1 &
+    pid=$!
+    lab_poll 15000 test -s "$LAB_DIR/mkfs.pid" || lab_fail "nbdfuse did not serve $first's export within 15 s"
+    $show mkfs.ext4 -q -F -L hapair "$LAB_DIR/mkfs/nbd"
+    fusermount3 -u "$LAB_DIR/mkfs"
+    lab_wait_exit 15000 "$pid" || lab_fail "nbdfuse did not exit after its unmount"
+    lab_haadm "$first" secondary "$LAB_RESOURCE"
+}
+
+# Watches a hard failover to SURVIVOR from FROM_US (microseconds, the
+# moment of the kill) until, seen every ~10 ms: SURVIVOR holds the VIP, r0
+# is Primary there, mounted there, and the file server answers CLIENT.
+# Sets LAB_FAILOVER_MS[vip|primary|mounted|http] to the milliseconds from
+# FROM_US at which each was first seen; returns 1 after TIMEOUT_MS.
+# Usage: lab_storage_failover_timeline SURVIVOR CLIENT FROM_US TIMEOUT_MS
+declare -A LAB_FAILOVER_MS=()
+lab_storage_failover_timeline() {
+    LAB_FAILOVER_MS=()
+    lab_poll "$4" lab_storage_failover_seen "$@"
+}
+
+lab_storage_failover_seen() {
+    local survivor=$1 client=$2 from_us=$3
+    lab_storage_mark vip "$from_us" lab_holds_vip "$survivor"
+    lab_storage_mark primary "$from_us" lab_storage_is_primary "$survivor"
+    lab_storage_mark mounted "$from_us" lab_storage_is_mounted "$survivor"
+    # Only once mounted: before that a try waits for its connect timeout
+    # (no host answers ARP for the VIP), which would blur the other times.
+    [[ -n ${LAB_FAILOVER_MS[mounted]:-} ]] || return 1
+    lab_storage_mark http "$from_us" lab_storage_http_answers "$client"
+    ((${#LAB_FAILOVER_MS[@]} == 4))
+}
+
+# Sets LAB_FAILOVER_MS[WHAT] to the milliseconds since FROM_US unless it is
+# set already, when CMD... succeeds.
+lab_storage_mark() {
+    local what=$1 from_us=$2
+    shift 2
+    [[ -z ${LAB_FAILOVER_MS[$what]:-} ]] || return 0
+    if "$@"; then
+        LAB_FAILOVER_MS[$what]=$(((${EPOCHREALTIME/[.,]/} - from_us) / 1000))
+    fi
     return 0
 }
 

@@ -49,13 +49,18 @@ fn the_demo_tells_its_story_and_cleans_up() {
         "SyncTarget",
         "ha1's vrrpd is BACKUP",
     ] {
-        assert!(output.contains(told), "the demo should say {told:?}:\n{output}");
+        assert!(
+            output.contains(told),
+            "the demo should say {told:?}:\n{output}"
+        );
     }
     let left: Vec<String> = existing_namespaces()
         .into_iter()
-        .filter(|namespace| !before.contains(namespace)
+        .filter(|namespace| {
+            !before.contains(namespace)
                 && namespace.starts_with("hp")
-                && !namespace.starts_with("hpl"))
+                && !namespace.starts_with("hpl")
+        })
         .collect();
     assert!(left.is_empty(), "the demo left namespaces behind: {left:?}");
 }

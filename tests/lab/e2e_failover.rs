@@ -13,7 +13,7 @@ use hapair_lab::{lab_lock, require_root};
 
 const FAILOVERS: usize = 5;
 /// Pause between two uploads of the writer.
-const WRITE_PAUSE: Duration = Duration::from_millis(20);
+const WRITE_PAUSE: Duration = Duration::from_millis(50);
 const WRITES_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]

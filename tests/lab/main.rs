@@ -3,6 +3,7 @@
 //! root); see the `hapair_lab` harness.
 
 mod common;
+mod e2e_chaos;
 mod e2e_demo;
 mod e2e_failover;
 mod e2e_partition;

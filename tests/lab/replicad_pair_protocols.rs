@@ -38,6 +38,9 @@ const PATTERN: u8 = 0x5b;
 /// How long a client may take to have its write answered (well inside
 /// `ping-timeout`, so an answer never comes from a lost link).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a capture is given to start really, and to write out what it
+/// saw.
+const CAPTURE_CATCH_UP: Duration = Duration::from_secs(3);
 /// How long a write that must wait is watched waiting.
 const HELD: Duration = Duration::from_secs(3);
 
@@ -314,6 +317,8 @@ fn data_integrity_alg_sends_a_digest_with_every_write() {
     // One block: its Write fits a segment or two.
     let digested = 6 << 20..(6 << 20) + 4096;
     let mut capture = Capture::start(pair.lab().host(2), "tcp port 7789");
+    // tshark says it captures a little before it does.
+    std::thread::sleep(CAPTURE_CATCH_UP);
     let mut client = start_writing(&pair.ha1, &digested);
     assert_answered(&mut client, ANSWER_TIMEOUT, "mirroring with a digest");
     wait_for(
@@ -325,6 +330,9 @@ fn data_integrity_alg_sends_a_digest_with_every_write() {
         },
         || pair.ha2.daemon().log(),
     );
+    // The capture hands packets over in blocks, up to a second late, and
+    // drops the last block on SIGINT: let it catch up first.
+    std::thread::sleep(CAPTURE_CATCH_UP);
     capture.stop();
     let stream: Vec<u8> = capture
         .fields("ip.src == 10.99.0.1 && tcp.len > 0", &["tcp.payload"])
@@ -335,7 +343,8 @@ fn data_integrity_alg_sends_a_digest_with_every_write() {
     let data = vec![PATTERN; (digested.end - digested.start) as usize];
     let (flags, algorithm, digest) = find_write(&stream, &data)
         .unwrap_or_else(|| panic!("no Write of the pattern in {} bytes from ha1", stream.len()));
-    assert_eq!(flags, 0, "a plain write from an attached disk");
+    // qemu-io writes through (FUA); ha1's disk is attached.
+    assert_eq!(flags, 0x0001, "FUA, and not from a Diskless sender");
     assert_eq!(algorithm, 2, "the digest is sha256 (code 2)");
     assert_eq!(
         digest,

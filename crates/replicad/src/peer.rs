@@ -221,7 +221,9 @@ impl PeerLink {
     pub fn peer_is_diskless(&self) -> bool {
         let state = self.lock();
         state.connection == Connection::Connected
-            && state.peer.is_some_and(|peer| peer.disk == DiskState::Diskless)
+            && state
+                .peer
+                .is_some_and(|peer| peer.disk == DiskState::Diskless)
     }
 
     /// The local role or disk state changed: tell the peer.
@@ -531,6 +533,11 @@ pub struct LinkContext {
 enum Ended {
     /// Try again after `connect-int` (dialer) or on the next connection.
     Retry(String),
+    /// An orderly end, by this node's choice (a renegotiation: the peer is
+    /// told with Disconnect) or the peer's (its Disconnect): try again as
+    /// for `Retry`, but the peer was not lost, so neither `disconnected`
+    /// nor `fence-peer` runs.
+    Reconnect { reason: String, by_peer: bool },
     /// Stay StandAlone until the operator connects again.
     StandAlone { reason: String, split_brain: bool },
 }
@@ -626,12 +633,12 @@ async fn run(context: LinkContext) {
             },
         };
         let ended = session(&context, opened, handshaken).await;
-        if context.link.is_connected() {
+        if context.link.is_connected() && !matches!(ended, Ended::Reconnect { .. }) {
             lost_peer_handlers(&context);
         }
         let _ = context.notices.send(Notice::LinkChanged);
         match ended {
-            Ended::Retry(reason) => {
+            Ended::Retry(reason) | Ended::Reconnect { reason, .. } => {
                 warn!("{name}: connection to {peer_name} lost: {reason}");
                 let unconfirmed = context.link.lost(Connection::Connecting, None, false);
                 mark_unconfirmed(&name, &context.journal, is_primary(&context), unconfirmed);
@@ -828,7 +835,15 @@ async fn session(
         Ok(()) => connected(context, &mut opened.wire).await,
         Err(ended) => ended,
     };
-    if let Ended::StandAlone { reason, .. } = &ended {
+    let farewell = match &ended {
+        Ended::StandAlone { reason, .. } => Some(reason),
+        Ended::Reconnect {
+            reason,
+            by_peer: false,
+        } => Some(reason),
+        _ => None,
+    };
+    if let Some(reason) = farewell {
         opened.wire.send(&Message::Disconnect {
             reason: Text::new(reason),
         });
@@ -1122,7 +1137,10 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
     let theirs = match wire.receive_within(HANDSHAKE_TIMEOUT).await {
         Ok(Message::State(theirs)) => theirs,
         Ok(Message::Disconnect { reason }) => {
-            return Ended::Retry(format!("the peer disconnected: {reason}"));
+            return Ended::Reconnect {
+                reason: format!("the peer disconnected: {reason}"),
+                by_peer: true,
+            };
         }
         Ok(other) => {
             return Ended::Retry(format!(
@@ -1304,9 +1322,10 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 continue;
             }
             () = context.link.renegotiate.notified() => {
-                return Ended::Retry(
-                    "renegotiating: the generation ids or the disk state changed".into(),
-                );
+                return Ended::Reconnect {
+                    reason: "renegotiating: the generation ids or the disk state changed".into(),
+                    by_peer: false,
+                };
             }
             () = context.link.verify.notified() => {
                 if verify.is_none() && target.is_none() {
@@ -1514,7 +1533,10 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 ));
             }
             Message::Disconnect { reason } => {
-                return Ended::Retry(format!("the peer disconnected: {reason}"));
+                return Ended::Reconnect {
+                    reason: format!("the peer disconnected: {reason}"),
+                    by_peer: true,
+                };
             }
             Message::VerifyRequest {
                 offset,
