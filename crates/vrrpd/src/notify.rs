@@ -199,13 +199,7 @@ impl Notifier {
             .journal
             .clone()
             .unwrap_or_else(|| run_dir.join(JOURNAL_FILE_NAME));
-        let run_as = settings
-            .script_user
-            .as_ref()
-            .map(|user| RunAs::lookup(&user.user, user.group.as_deref()))
-            .transpose()
-            .map_err(anyhow::Error::msg)
-            .context("hooks.script_user")?;
+        let run_as = hook_user(settings)?;
         if !settings.script_security {
             warn!(
                 "hooks.script_security is off: hooks run as root even when others than root \
@@ -285,6 +279,18 @@ impl Notifier {
             reader.stop(FIFO_READER_GRACE).await;
         }
     }
+}
+
+/// The user hooks and track scripts run as (`hooks.script_user`), looked
+/// up once; `None` runs them as vrrpd's own user.
+pub fn hook_user(settings: &HookSettings) -> Result<Option<RunAs>> {
+    settings
+        .script_user
+        .as_ref()
+        .map(|user| RunAs::lookup(&user.user, user.group.as_deref()))
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("hooks.script_user")
 }
 
 #[cfg(test)]

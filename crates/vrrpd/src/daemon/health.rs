@@ -9,9 +9,9 @@ use std::fs::File;
 use std::io::{ErrorKind, Read as _};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hapair_config::{HookSettings, TrackFile, Tracked, VrrpConfig, VrrpInstance, VrrpScript};
-use hookrun::{HookRunner, Job, Outcome, RunAs, RunSettings};
+use hookrun::{HookRunner, Job, Outcome, RunSettings};
 use log::{info, warn};
 use tokio::sync::mpsc;
 use vrrp::track::{self, Effect, ScriptSchedule, ScriptTracker};
@@ -265,17 +265,10 @@ fn schedule(script: &VrrpScript) -> ScriptSchedule {
 /// Track scripts run as hooks do (same user, same script security), on a
 /// runner of their own that keeps no journal: they run every few seconds.
 fn track_script_runner(settings: &HookSettings) -> Result<HookRunner> {
-    let run_as = settings
-        .script_user
-        .as_ref()
-        .map(|user| RunAs::lookup(&user.user, user.group.as_deref()))
-        .transpose()
-        .map_err(anyhow::Error::msg)
-        .context("hooks.script_user")?;
     Ok(HookRunner::with_settings(RunSettings {
         journal: None,
         script_security: settings.script_security,
-        run_as,
+        run_as: crate::notify::hook_user(settings)?,
     }))
 }
 
