@@ -22,8 +22,10 @@
 //! mirrored write that overlaps a request in flight makes the answer stale:
 //! it is dropped and the range asked for again. When no dirty block is left
 //! the target adopts the source's generation ids and tells it so in a State
-//! saying UpToDate, on which the source ends its side. The target paces its
-//! requests with [`crate::pacer`].
+//! saying UpToDate (every State before says Inconsistent), on which the
+//! source ends its side. The source answers requests beside its receive
+//! loop, as a read waits for local writes that wait for the peer's acks.
+//! The target paces its requests with [`crate::pacer`].
 //!
 //! Online verify: the source asks for the digest of every 4 KiB block, marks
 //! the blocks whose digest differs out of sync on both nodes (OutOfSync) and
@@ -937,7 +939,13 @@ fn local_state(context: &LinkContext) -> NodeState {
         Role::Primary => replica::wire::Role::Primary,
         Role::Secondary => replica::wire::Role::Secondary,
     };
-    let discard = context.link.lock().discard_my_data;
+    let (discard, sync_target) = {
+        let link = context.link.lock();
+        (
+            link.discard_my_data,
+            link.replication == Replication::SyncTarget,
+        )
+    };
     let metadata = context.journal.lock();
     let superblock = metadata.superblock();
     let mut flags = StateFlags::empty();
@@ -947,8 +955,13 @@ fn local_state(context: &LinkContext) -> NodeState {
     if discard {
         flags.insert(StateFlags::DISCARD_MY_DATA);
     }
+    // A SyncTarget is Inconsistent from the connect decision on, also
+    // before its superblock says so (that waits for the source's bitmap):
+    // its source ends the resync on the first State saying UpToDate.
     let disk = if context.volume.is_detached() {
         DiskState::Diskless
+    } else if sync_target {
+        DiskState::Inconsistent
     } else {
         match disk_state(&metadata) {
             "UpToDate" => DiskState::UpToDate,
@@ -1229,6 +1242,11 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
     let words = {
         let mut state = context.link.lock();
         state.outgoing = Some(wire.out.clone());
+        // A new epoch: the peer counts this session's writes from zero, so
+        // writes counted in an epoch the last session never closed must
+        // not be counted into this one's first Barrier.
+        state.epoch += 1;
+        state.writes_in_epoch = 0;
         state.connection = Connection::Connected;
         state.standalone_reason = None;
         state.split_brain = false;
@@ -1268,6 +1286,9 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
     let mut verify: Option<VerifySource> = None;
     let mut peer_state = theirs;
     let mut applying: Vec<JoinHandle<()>> = Vec::new();
+    // Resync and verify requests being answered (see
+    // `answer_resync_request`); dropped (aborted) with the session.
+    let mut serving = tokio::task::JoinSet::new();
     let mut received_in_epoch = 0u32;
     let mut ping_sent: Option<Instant> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -1290,6 +1311,11 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             if running.requests.is_empty() {
                 verify = None;
                 finish_verify(context, wire);
+            }
+        }
+        while let Some(answered) = serving.try_join_next() {
+            if let Ok(Err(reason)) = answered {
+                return Ended::Retry(reason);
             }
         }
         let message = tokio::select! {
@@ -1476,26 +1502,12 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 }
             }
             Message::ResyncRequest { offset, length } => {
-                let range = offset..offset.saturating_add(u64::from(length));
-                match context.volume.read_range(range.clone()).await {
-                    Ok(data) => {
-                        let sent = data.len() as u64;
-                        wire.send(&Message::ResyncData {
-                            offset,
-                            data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
-                        });
-                        if let Err(clear_error) = context.journal.lock().clear_dirty(range) {
-                            warn!("{name}: {clear_error}");
-                        }
-                        let mut link = context.link.lock();
-                        link.resynced_bytes += sent;
-                        link.resync_done += sent;
-                    }
-                    Err(read_error) => {
-                        warn!("{name}: cannot read {range:?} for the peer's resync: {read_error}");
-                        wire.send(&Message::ResyncFailed { offset, length });
-                    }
-                }
+                serving.spawn(answer_resync_request(
+                    Arc::clone(context),
+                    wire.out.clone(),
+                    offset,
+                    length,
+                ));
             }
             Message::ResyncData { offset, data } => {
                 let Some(resync) = &mut target else {
@@ -1551,19 +1563,22 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                         let _ = context.notices.send(Notice::LinkChanged);
                     }
                 }
-                let range = offset..offset.saturating_add(u64::from(length));
-                match context.volume.read_range(range.clone()).await {
-                    Ok(data) => wire.send(&Message::VerifyDigest {
+                let (volume, out) = (Arc::clone(&context.volume), wire.out.clone());
+                serving.spawn(async move {
+                    let range = offset..offset.saturating_add(u64::from(length));
+                    let data = volume
+                        .read_range(range.clone())
+                        .await
+                        .map_err(|read_error| {
+                            format!("cannot read {range:?} for the peer's verify: {read_error}")
+                        })?;
+                    let _ = out.send(frame(&Message::VerifyDigest {
                         offset,
                         length,
                         digest: algorithm.compute(&data),
-                    }),
-                    Err(read_error) => {
-                        return Ended::Retry(format!(
-                            "cannot read {range:?} for the peer's verify: {read_error}"
-                        ));
-                    }
-                }
+                    }));
+                    Ok(())
+                });
             }
             Message::VerifyDigest { offset, digest, .. } => {
                 let Some(running) = &mut verify else {
@@ -1616,6 +1631,43 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             }
         }
     }
+}
+
+/// Answers one of the sync target's ResyncRequests. This runs beside the
+/// session loop, never in it: the read waits for local writes to the range,
+/// and a local write waits for the peer's WriteAck, which only the loop
+/// takes in. The source's bits are cleared once the data is queued.
+async fn answer_resync_request(
+    context: Arc<LinkContext>,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    offset: u64,
+    length: u32,
+) -> Result<(), String> {
+    let name = &context.config.name;
+    let range = offset..offset.saturating_add(u64::from(length));
+    match context.volume.read_range(range.clone()).await {
+        Ok(data) => {
+            let sent = data.len() as u64;
+            let queued = out.send(frame(&Message::ResyncData {
+                offset,
+                data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
+            }));
+            if queued.is_err() {
+                return Ok(());
+            }
+            if let Err(clear_error) = context.journal.lock().clear_dirty(range) {
+                warn!("{name}: {clear_error}");
+            }
+            let mut link = context.link.lock();
+            link.resynced_bytes += sent;
+            link.resync_done += sent;
+        }
+        Err(read_error) => {
+            warn!("{name}: cannot read {range:?} for the peer's resync: {read_error}");
+            let _ = out.send(frame(&Message::ResyncFailed { offset, length }));
+        }
+    }
+    Ok(())
 }
 
 fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
