@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
@@ -63,13 +64,41 @@ pub(super) struct RawSyncGroup {
     pub notify: Option<RawHook>,
 }
 
+/// An entry written either inline, keepalived's way, as one string, or as
+/// a map with the same parts.
+#[derive(Debug)]
+pub(super) enum InlineOrMap<M> {
+    Inline(String),
+    Map(M),
+}
+
+/// What an [`InlineOrMap`] entry looks like, for serde's error message.
+pub(super) trait EntryForms {
+    const EXPECTING: &'static str;
+}
+
+impl<'de, M: Deserialize<'de> + EntryForms> Deserialize<'de> for InlineOrMap<M> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<InlineOrMap<M>, D::Error> {
+        struct EntryVisitor<M>(PhantomData<M>);
+        impl<'de, M: Deserialize<'de> + EntryForms> Visitor<'de> for EntryVisitor<M> {
+            type Value = InlineOrMap<M>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(M::EXPECTING)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<InlineOrMap<M>, E> {
+                Ok(InlineOrMap::Inline(text.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<InlineOrMap<M>, A::Error> {
+                M::deserialize(MapAccessDeserializer::new(map)).map(InlineOrMap::Map)
+            }
+        }
+        deserializer.deserialize_any(EntryVisitor(PhantomData))
+    }
+}
+
 /// A `track_script` / `track_interface` / `track_file` entry: keepalived's
 /// inline `"NAME weight -20 reverse"`, or a map with the same parts.
-#[derive(Debug)]
-pub(super) enum RawTracked {
-    Inline(String),
-    Map(RawTrackedMap),
-}
+pub(super) type RawTracked = InlineOrMap<RawTrackedMap>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,26 +108,9 @@ pub(super) struct RawTrackedMap {
     pub reverse: Option<bool>,
 }
 
-impl<'de> Deserialize<'de> for RawTracked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawTracked, D::Error> {
-        struct TrackedVisitor;
-        impl<'de> Visitor<'de> for TrackedVisitor {
-            type Value = RawTracked;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a tracked name: \"chk_nfs\", \"chk_nfs weight -20 reverse\" \
-                     or a map {name: chk_nfs, weight: -20, reverse: true}",
-                )
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawTracked, E> {
-                Ok(RawTracked::Inline(text.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTracked, A::Error> {
-                RawTrackedMap::deserialize(MapAccessDeserializer::new(map)).map(RawTracked::Map)
-            }
-        }
-        deserializer.deserialize_any(TrackedVisitor)
-    }
+impl EntryForms for RawTrackedMap {
+    const EXPECTING: &'static str = "a tracked name: \"chk_nfs\", \"chk_nfs weight -20 reverse\" \
+                                     or a map {name: chk_nfs, weight: -20, reverse: true}";
 }
 
 /// One `instances:` entry. Everything is optional here so that a missing
@@ -156,11 +168,7 @@ pub(super) struct RawAuthentication {
 
 /// A `virtual_ipaddress` entry: keepalived's inline form
 /// `"10.0.0.1/24 dev eth1 label eth1:vip"`, or a map with the same parts.
-#[derive(Debug)]
-pub(super) enum RawVirtualAddress {
-    Inline(String),
-    Map(RawVirtualAddressMap),
-}
+pub(super) type RawVirtualAddress = InlineOrMap<RawVirtualAddressMap>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,25 +178,7 @@ pub(super) struct RawVirtualAddressMap {
     pub label: Option<String>,
 }
 
-impl<'de> Deserialize<'de> for RawVirtualAddress {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawVirtualAddress, D::Error> {
-        struct AddressVisitor;
-        impl<'de> Visitor<'de> for AddressVisitor {
-            type Value = RawVirtualAddress;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a virtual address: \"10.0.0.1/24\", \"10.0.0.1/24 dev eth1 label eth1:vip\" \
-                     or a map {address: 10.0.0.1/24, dev: eth1, label: \"eth1:vip\"}",
-                )
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawVirtualAddress, E> {
-                Ok(RawVirtualAddress::Inline(text.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawVirtualAddress, A::Error> {
-                RawVirtualAddressMap::deserialize(MapAccessDeserializer::new(map))
-                    .map(RawVirtualAddress::Map)
-            }
-        }
-        deserializer.deserialize_any(AddressVisitor)
-    }
+impl EntryForms for RawVirtualAddressMap {
+    const EXPECTING: &'static str = "a virtual address: \"10.0.0.1/24\", \"10.0.0.1/24 dev eth1 label eth1:vip\" \
+                                     or a map {address: 10.0.0.1/24, dev: eth1, label: \"eth1:vip\"}";
 }
