@@ -185,12 +185,9 @@ struct TrackFile {
     reverse: bool,
 }
 
-/// A `sync_groups:` entry (keepalived's `vrrp_sync_group`).
+/// The notify hooks of an instance or a sync group, under their YAML keys.
 #[derive(Serialize, Default)]
-struct SyncGroup {
-    group: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    sync_group_tracking_weight: bool,
+struct NotifyHooks {
     #[serde(skip_serializing_if = "Option::is_none")]
     notify_master: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,6 +198,30 @@ struct SyncGroup {
     notify_stop: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     notify: Option<Vec<String>>,
+}
+
+impl NotifyHooks {
+    /// Where the hook set by a `notify_master` / `_backup` / `_fault` /
+    /// `_stop` keyword goes; the generic `notify` takes any other word.
+    fn slot(&mut self, keyword: &str) -> &mut Option<Vec<String>> {
+        match keyword {
+            "notify_master" => &mut self.notify_master,
+            "notify_backup" => &mut self.notify_backup,
+            "notify_fault" => &mut self.notify_fault,
+            "notify_stop" => &mut self.notify_stop,
+            _ => &mut self.notify,
+        }
+    }
+}
+
+/// A `sync_groups:` entry (keepalived's `vrrp_sync_group`).
+#[derive(Serialize, Default)]
+struct SyncGroup {
+    group: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    sync_group_tracking_weight: bool,
+    #[serde(flatten)]
+    hooks: NotifyHooks,
 }
 
 /// One entry of the YAML `instances:` list; field names are the schema's.
@@ -238,16 +259,8 @@ struct Instance {
     garp_master_refresh: Option<Number>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     v3_checksum_as_v2: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notify_master: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notify_backup: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notify_fault: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notify_stop: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notify: Option<Vec<String>>,
+    #[serde(flatten)]
+    hooks: NotifyHooks,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     track_script: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -688,13 +701,7 @@ impl Mapper {
                     }
                 }
                 "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
-                    let slot = match keyword {
-                        "notify_master" => &mut instance.notify_master,
-                        "notify_backup" => &mut instance.notify_backup,
-                        "notify_fault" => &mut instance.notify_fault,
-                        "notify_stop" => &mut instance.notify_stop,
-                        _ => &mut instance.notify,
-                    };
+                    let slot = instance.hooks.slot(keyword);
                     if self.notify(slot, statement)? {
                         field(self, keyword, &statement.at);
                     }
@@ -903,13 +910,7 @@ impl Mapper {
                     group.sync_group_tracking_weight = true;
                 }
                 "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
-                    let slot = match keyword {
-                        "notify_master" => &mut group.notify_master,
-                        "notify_backup" => &mut group.notify_backup,
-                        "notify_fault" => &mut group.notify_fault,
-                        "notify_stop" => &mut group.notify_stop,
-                        _ => &mut group.notify,
-                    };
+                    let slot = group.hooks.slot(keyword);
                     if self.notify(slot, statement)? {
                         self.record(format!("{prefix}.{keyword}"), &statement.at);
                     }
