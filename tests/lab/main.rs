@@ -17,6 +17,7 @@ mod replicad_disk_errors;
 mod replicad_filesystem;
 mod replicad_hostile;
 mod replicad_pair;
+mod replicad_pair_connect;
 mod replicad_pair_disk_errors;
 mod replicad_pair_epochs;
 mod replicad_pair_events;

@@ -27,10 +27,37 @@ pub const RECORDED_HANDLERS: [&str; 5] = [
     "disconnected",
 ];
 
+/// The pair's `net` timing unless [`Extras::net`] says otherwise: quick
+/// reconnects and a generous ping timeout for a loaded machine.
+pub const NET_DEFAULTS: [(&str, &str); 4] = [
+    ("ping-int", "2"),
+    ("ping-timeout", "15"),
+    ("timeout", "15"),
+    ("connect-int", "2"),
+];
+
+/// The `net` entries of a node's configuration: `extra`, then each of
+/// [`NET_DEFAULTS`] that `extra` does not set.
+fn net_options(extra: &str) -> String {
+    let given: Vec<&str> = extra
+        .split(',')
+        .filter_map(|entry| entry.split(':').next())
+        .map(str::trim)
+        .collect();
+    let mut options = extra.to_string();
+    for (key, value) in NET_DEFAULTS {
+        if !given.contains(&key) {
+            options.push_str(&format!(" {key}: {value},"));
+        }
+    }
+    options
+}
+
 /// What a pair's configuration adds to the basic one.
 #[derive(Default)]
 pub struct Extras {
-    /// More `net` options, as `key: value` entries ending with a comma.
+    /// More `net` options, as `key: value` entries ending with a comma;
+    /// one of [`NET_DEFAULTS`] given here replaces the default.
     pub net: String,
     /// More `disk` options, the same way.
     pub disk: String,
@@ -137,13 +164,14 @@ fn resource_yaml(extras: &Extras, node: &str, backing: &Path) -> String {
     format!(
         "resource: {RESOURCE}\n\
          protocol: {protocol}\n\
-         net: {{{} shared-secret: \"pair-secret\", ping-int: 2, ping-timeout: 15, timeout: 15, connect-int: 2}}\n\
+         net: {{{} shared-secret: \"pair-secret\"}}\n\
          disk: {{{} on-io-error: detach}}\n\
          {handlers}\
          nodes:\n  \
            ha1: {{address: \"10.99.0.1:7789\", disk: {disk}, meta-disk: {meta_disk}}}\n  \
            ha2: {{address: \"10.99.0.2:7789\", disk: {disk}, meta-disk: {meta_disk}}}\n",
-        extras.net, extras.disk
+        net_options(&extras.net),
+        extras.disk
     )
 }
 

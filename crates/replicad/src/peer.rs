@@ -3,11 +3,16 @@
 //! mirroring and the bitmap resync (`docs/wire-protocol.md`).
 //!
 //! Who connects: the node whose name sorts first dials the peer's address
-//! every `connect-int`; the other only listens on its own address. One side
-//! dialling avoids two connections crossing each other. The listener runs
-//! the handshakes of several accepted connections side by side, each with
-//! its timeout, so that a connection that sends nothing does not hold up
-//! the real peer.
+//! every `connect-int`; the other listens on its own address. One side
+//! dialling avoids two connections crossing each other. So that the side
+//! that comes up second need not wait up to `connect-int` for the next
+//! dial, the listening node *knocks* whenever it starts waiting: it opens a
+//! connection to the dialer's address and closes it at once. The dialer
+//! listens too, only for knocks: anything that connects to it makes it
+//! dial now (a knock carries nothing, so a stranger's knock costs one
+//! dial). The listener runs the handshakes of several accepted connections
+//! side by side, each with its timeout, so that a connection that sends
+//! nothing does not hold up the real peer.
 //!
 //! [`PeerLink`] is what the rest of replicad sees: the connection's state
 //! for status, and the [`Mirror`] the write path hands changes to. The
@@ -82,6 +87,8 @@ const VERIFY_WINDOW: usize = 128;
 const TICK: Duration = Duration::from_millis(100);
 /// How long the handshake and the State exchange may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a knock may take to connect before it is given up.
+const KNOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a closing side waits for its last message to leave.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Accepted connections whose handshake may run at the same time, so that
@@ -158,6 +165,8 @@ pub struct PeerLink {
     renegotiate: Notify,
     /// Start an online verify.
     verify: Notify,
+    /// Check now that the peer is alive (a Ping, unless one is out).
+    probe: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -195,6 +204,7 @@ impl PeerLink {
             changed: Notify::new(),
             renegotiate: Notify::new(),
             verify: Notify::new(),
+            probe: Notify::new(),
         })
     }
 
@@ -236,6 +246,14 @@ impl PeerLink {
     /// Reconnect, so that the connect decision runs on new generation ids.
     pub fn renegotiate(&self) {
         self.renegotiate.notify_one();
+    }
+
+    /// Pings the peer now instead of at the next `ping-int`: a promotion
+    /// refused because the peer is Primary learns within `ping-timeout`
+    /// whether that peer is still there (after a failover, VRRP already
+    /// knows it is gone).
+    pub fn probe(&self) {
+        self.probe.notify_one();
     }
 
     /// Connected, and neither resyncing nor verifying.
@@ -602,26 +620,10 @@ async fn run(context: LinkContext) {
         .expect("checked at start")
         .address;
     let connect_int = context.config.net.connect_int;
-    let listener = if dials {
-        None
-    } else {
-        loop {
-            match TcpListener::bind(own_address).await {
-                Ok(listener) => break Some(listener),
-                Err(bind_error) => {
-                    warn!(
-                        "{name}: cannot listen on {own_address} for peer {peer_name}: {bind_error}; \
-                         retrying in {connect_int:?}"
-                    );
-                    tokio::time::sleep(connect_int).await;
-                }
-            }
-        }
-    };
+    let listener = listen(&context, own_address, dials).await;
     loop {
-        let (opened, handshaken) = match &listener {
-            Some(listener) => accept_handshaken(&context, listener).await,
-            None => match dial(peer_address).await {
+        let (opened, handshaken) = if dials {
+            match dial(peer_address).await {
                 Ok(stream) => {
                     let mut opened = open(stream);
                     let handshaken = handshake(&context, &mut opened.wire).await;
@@ -629,10 +631,16 @@ async fn run(context: LinkContext) {
                 }
                 Err(dial_error) => {
                     log::debug!("{name}: cannot reach {peer_name} at {peer_address}: {dial_error}");
-                    tokio::time::sleep(connect_int).await;
+                    wait_for_knock(listener.as_ref(), connect_int).await;
                     continue;
                 }
-            },
+            }
+        } else {
+            tokio::spawn(knock(peer_address));
+            let listener = listener
+                .as_ref()
+                .expect("a listening node has its listener");
+            accept_handshaken(&context, listener).await
         };
         let ended = session(&context, opened, handshaken).await;
         if context.link.is_connected() && !matches!(ended, Ended::Reconnect { .. }) {
@@ -646,7 +654,7 @@ async fn run(context: LinkContext) {
                 mark_unconfirmed(&name, &context.journal, is_primary(&context), unconfirmed);
                 context.link.state_changed();
                 if dials {
-                    tokio::time::sleep(connect_int).await;
+                    wait_for_knock(listener.as_ref(), connect_int).await;
                 }
             }
             Ended::StandAlone {
@@ -679,6 +687,58 @@ fn lost_peer_handlers(context: &LinkContext) {
     if *lock(&context.role) == Role::Primary && context.config.net.fencing != Fencing::DontCare {
         context.helpers.call(Handler::FencePeer);
     }
+}
+
+/// The listener on this node's own address. A listening node retries
+/// until it has one; for a dialing node it only hears knocks, so without
+/// it the node still connects, at its own pace.
+async fn listen(context: &LinkContext, address: SocketAddr, dials: bool) -> Option<TcpListener> {
+    let name = &context.config.name;
+    let connect_int = context.config.net.connect_int;
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return Some(listener),
+            Err(bind_error) if dials => {
+                warn!(
+                    "{name}: cannot listen on {address} for the peer's knocks: {bind_error}; \
+                     dialing every {connect_int:?} only"
+                );
+                return None;
+            }
+            Err(bind_error) => {
+                warn!(
+                    "{name}: cannot listen on {address} for the peer: {bind_error}; \
+                     retrying in {connect_int:?}"
+                );
+                tokio::time::sleep(connect_int).await;
+            }
+        }
+    }
+}
+
+/// A dialing node's pause before its next dial: `connect-int`, or less
+/// when a knock arrives (the connection is closed unread).
+async fn wait_for_knock(listener: Option<&TcpListener>, connect_int: Duration) {
+    let Some(listener) = listener else {
+        tokio::time::sleep(connect_int).await;
+        return;
+    };
+    let pause = tokio::time::sleep(connect_int);
+    tokio::select! {
+        () = pause => {}
+        accepted = listener.accept() => match accepted {
+            Ok((_, from)) => log::debug!("knock from {from}: dialing now"),
+            // Accepting fails at once while it fails at all (no file
+            // descriptors left): pause in full rather than spin.
+            Err(_) => tokio::time::sleep(connect_int).await,
+        }
+    }
+}
+
+/// Tells the dialing peer that this node waits for it: connects and closes.
+/// Nothing is sent; a peer that is not there is not an error.
+async fn knock(peer: SocketAddr) {
+    let _ = tokio::time::timeout(KNOCK_TIMEOUT, TcpStream::connect(peer)).await;
 }
 
 async fn dial(address: SocketAddr) -> std::io::Result<TcpStream> {
@@ -833,9 +893,9 @@ async fn session(
     handshaken: Result<(), Ended>,
 ) -> Ended {
     let _guard = SessionGuard(&context.link);
-    let ended = match handshaken {
-        Ok(()) => connected(context, &mut opened.wire).await,
-        Err(ended) => ended,
+    let (ended, was_connected) = match handshaken {
+        Ok(()) => (connected(context, &mut opened.wire).await, true),
+        Err(ended) => (ended, false),
     };
     let farewell = match &ended {
         Ended::StandAlone { reason, .. } => Some(reason),
@@ -845,12 +905,20 @@ async fn session(
         } => Some(reason),
         _ => None,
     };
-    if let Some(reason) = farewell {
-        opened.wire.send(&Message::Disconnect {
-            reason: Text::new(reason),
-        });
+    match farewell {
+        Some(reason) => {
+            opened.wire.send(&Message::Disconnect {
+                reason: Text::new(reason),
+            });
+            close(opened).await;
+        }
+        // A lost or broken connection: nothing queued is worth waiting for
+        // (a dead peer reads nothing), and the link counts as connected
+        // until this returns.
+        None if was_connected => opened.writer.abort(),
+        // A refused handshake: the refusal is on its way.
+        None => close(opened).await,
     }
-    close(opened).await;
     ended
 }
 
@@ -1352,6 +1420,13 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     reason: "renegotiating: the generation ids or the disk state changed".into(),
                     by_peer: false,
                 };
+            }
+            () = context.link.probe.notified() => {
+                if ping_sent.is_none() {
+                    wire.send(&Message::Ping);
+                    ping_sent = Some(Instant::now());
+                }
+                continue;
             }
             () = context.link.verify.notified() => {
                 if verify.is_none() && target.is_none() {

@@ -397,6 +397,9 @@ impl Resource {
             return Ok(());
         }
         if self.link.peer_is_primary() {
+            // If the peer is gone (a failover's promote hook retries this),
+            // its connection ends within ping-timeout and a retry passes.
+            self.link.probe();
             let (peer_name, _) = self.config.peer(&self.node).expect("checked in new");
             return Err(refused(format!(
                 "{name}: cannot become Primary: peer {peer_name} is Primary \
