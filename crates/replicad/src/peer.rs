@@ -71,7 +71,7 @@ use crate::control::PeerStatus;
 use crate::helpers::{Handler, Helpers};
 use crate::pacer::ResyncPacer;
 use crate::resource::{MetadataJournal, Role, disk_state};
-use crate::serve::{Acks, Journal, Mirror, Notice, Payload, PeerReads, Volume};
+use crate::serve::{Acks, HeldRange, Journal, Mirror, Notice, Payload, PeerReads, Volume};
 
 /// Bytes of one 4 KiB bitmap block.
 const BLOCK: u64 = 4096;
@@ -1085,6 +1085,11 @@ struct TargetResync {
     ready: bool,
     /// Requests sent: offset → (length, made stale by a mirrored write).
     requests: BTreeMap<u64, (u64, bool)>,
+    /// Data received and being written beside the receive loop, its range
+    /// held: offset → length. Counted in the window with `requests`.
+    writing: BTreeMap<u64, u64>,
+    /// The writes of `writing`; each ends with its offset.
+    writes: tokio::task::JoinSet<Result<u64, String>>,
     /// Where the walk over the dirty bitmap continues.
     cursor: u64,
     pacer: ResyncPacer,
@@ -1095,10 +1100,64 @@ impl TargetResync {
         TargetResync {
             ready: false,
             requests: BTreeMap::new(),
+            writing: BTreeMap::new(),
+            writes: tokio::task::JoinSet::new(),
             cursor: 0,
             pacer: ResyncPacer::new(&config.disk, MAX_DATA_LEN as u64, Instant::now()),
         }
     }
+
+    /// Requests and writes outstanding.
+    fn in_flight(&self) -> usize {
+        self.requests.len() + self.writing.len()
+    }
+
+    /// Whether `range` is asked for or being written.
+    fn covers(&self, range: &Range<u64>) -> bool {
+        self.requests
+            .iter()
+            .map(|(offset, (length, _))| (offset, length))
+            .chain(self.writing.iter())
+            .any(|(offset, length)| overlaps(range, &(*offset..offset + length)))
+    }
+}
+
+/// The next of `tasks` to end, or never when there are none (or no set):
+/// a branch of the session loop's `select!`.
+async fn next_finished<T: 'static>(
+    tasks: Option<&mut tokio::task::JoinSet<Result<T, String>>>,
+) -> Result<T, String> {
+    match tasks {
+        Some(tasks) if !tasks.is_empty() => match tasks.join_next().await {
+            Some(Ok(finished)) => finished,
+            Some(Err(join_error)) => Err(format!("a task of the session failed: {join_error}")),
+            None => std::future::pending().await,
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// Writes resync data whose range `held` is held, beside the receive loop,
+/// then clears its bits and counts it; ends with the offset.
+async fn write_resync_data(
+    context: Arc<LinkContext>,
+    held: HeldRange,
+    offset: u64,
+    data: Vec<u8>,
+) -> Result<u64, String> {
+    let length = data.len() as u64;
+    context
+        .volume
+        .write_held(held, data, false)
+        .await
+        .map_err(|write_error| format!("cannot write resync data: {write_error}"))?;
+    if let Err(clear_error) = context.journal.lock().clear_dirty(offset..offset + length) {
+        warn!("{}: {clear_error}", context.config.name);
+    }
+    let mut link = context.link.lock();
+    link.resynced_bytes += length;
+    link.resync_done += length;
+    Ok(offset)
 }
 
 /// The online verify a session runs as its source.
@@ -1108,6 +1167,10 @@ struct VerifySource {
     cursor: u64,
     /// Requests sent: offset → length.
     requests: BTreeMap<u64, u64>,
+    /// Digests received and being compared with the local data, beside
+    /// the receive loop (the local read waits for local writes, which wait
+    /// for the peer's acks that only the loop takes in).
+    comparing: tokio::task::JoinSet<Result<(), String>>,
 }
 
 /// Starts an online verify as source: VerifyS, counters reset.
@@ -1129,6 +1192,7 @@ fn begin_verify(context: &LinkContext) -> Option<VerifySource> {
         algorithm,
         cursor: 0,
         requests: BTreeMap::new(),
+        comparing: tokio::task::JoinSet::new(),
     })
 }
 
@@ -1147,26 +1211,43 @@ fn request_digests(context: &LinkContext, wire: &Wire, verify: &mut VerifySource
     }
 }
 
-/// Compares the peer's digest of a range with the local data; a mismatch
-/// is marked out of sync on both nodes (not repaired, as in DRBD).
-async fn compare_digest(
-    context: &LinkContext,
+/// Takes the peer's digest of a range it was asked for and compares it
+/// with the local data beside the receive loop.
+fn take_digest(
+    context: &Arc<LinkContext>,
     wire: &Wire,
     verify: &mut VerifySource,
     offset: u64,
-    digest: &replica::wire::Digest,
+    digest: replica::wire::Digest,
 ) -> Result<(), String> {
     let Some(length) = verify.requests.remove(&offset) else {
         return Err(format!(
             "protocol error: VerifyDigest at {offset} that was not requested"
         ));
     };
-    let range = offset..offset + length;
+    verify.comparing.spawn(compare_digest(
+        Arc::clone(context),
+        wire.out.clone(),
+        offset..offset + length,
+        digest,
+    ));
+    Ok(())
+}
+
+/// Compares the peer's digest of a range with the local data; a mismatch
+/// is marked out of sync on both nodes (not repaired, as in DRBD).
+async fn compare_digest(
+    context: Arc<LinkContext>,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    range: Range<u64>,
+    digest: replica::wire::Digest,
+) -> Result<(), String> {
     let local = context
         .volume
         .read_range(range.clone())
         .await
         .map_err(|e| format!("cannot read {range:?} to verify it: {e}"))?;
+    let length = range.end - range.start;
     let mut link = context.link.lock();
     link.resync_done += length;
     if !digest.matches(&local) {
@@ -1176,10 +1257,11 @@ async fn compare_digest(
             "{}: online verify: {range:?} differs from the peer; marked out of sync",
             context.config.name
         );
+        let offset = range.start;
         if let Err(mark_error) = context.journal.lock().mark_dirty(range) {
             warn!("{}: {mark_error}", context.config.name);
         }
-        wire.send(&Message::OutOfSync { offset, length });
+        let _ = out.send(frame(&Message::OutOfSync { offset, length }));
     }
     Ok(())
 }
@@ -1366,7 +1448,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             && resync.ready
         {
             request_more(context, wire, resync);
-            if resync.requests.is_empty() && context.journal.lock().bitmap().dirty_blocks() == 0 {
+            if resync.in_flight() == 0 && context.journal.lock().bitmap().dirty_blocks() == 0 {
                 if let Err(finish_error) = finish_as_target(context, &peer_state) {
                     return Ended::Retry(finish_error);
                 }
@@ -1376,7 +1458,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
         }
         if let Some(running) = &mut verify {
             request_digests(context, wire, running);
-            if running.requests.is_empty() {
+            if running.requests.is_empty() && running.comparing.is_empty() {
                 verify = None;
                 finish_verify(context, wire);
             }
@@ -1420,6 +1502,23 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     reason: "renegotiating: the generation ids or the disk state changed".into(),
                     by_peer: false,
                 };
+            }
+            written = next_finished(target.as_mut().map(|resync| &mut resync.writes)) => {
+                match written {
+                    Ok(offset) => {
+                        if let Some(resync) = &mut target {
+                            resync.writing.remove(&offset);
+                        }
+                    }
+                    Err(reason) => return Ended::Retry(reason),
+                }
+                continue;
+            }
+            compared = next_finished(verify.as_mut().map(|running| &mut running.comparing)) => {
+                if let Err(reason) = compared {
+                    return Ended::Retry(reason);
+                }
+                continue;
             }
             () = context.link.probe.notified() => {
                 if ping_sent.is_none() {
@@ -1598,21 +1697,22 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     resync.cursor = resync.cursor.min(offset);
                     continue;
                 }
-                if let Err(write_error) = context
-                    .volume
-                    .apply_from_peer(offset, data.into_vec(), false)
-                    .await
-                {
-                    return Ended::Retry(format!("cannot write resync data: {write_error}"));
-                }
-                if let Err(clear_error) =
-                    context.journal.lock().clear_dirty(offset..offset + length)
-                {
-                    warn!("{name}: {clear_error}");
-                }
-                let mut link = context.link.lock();
-                link.resynced_bytes += length;
-                link.resync_done += length;
+                // Held here, in the order of the messages, so that a later
+                // mirrored write to the range waits for this data; written
+                // beside the loop, so that the next message need not wait.
+                let held = match context.volume.hold_for_peer(offset, length).await {
+                    Ok(held) => held,
+                    Err(hold_error) => {
+                        return Ended::Retry(format!("cannot write resync data: {hold_error}"));
+                    }
+                };
+                resync.writing.insert(offset, length);
+                resync.writes.spawn(write_resync_data(
+                    Arc::clone(context),
+                    held,
+                    offset,
+                    data.into_vec(),
+                ));
             }
             Message::ResyncFailed { offset, length } => {
                 return Ended::Retry(format!(
@@ -1659,24 +1759,31 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 let Some(running) = &mut verify else {
                     return Ended::Retry("protocol error: VerifyDigest while not verifying".into());
                 };
-                if let Err(verify_error) =
-                    compare_digest(context, wire, running, offset, &digest).await
-                {
+                if let Err(verify_error) = take_digest(context, wire, running, offset, digest) {
                     return Ended::Retry(verify_error);
                 }
             }
             Message::ReadRequest { id, offset, length } => {
-                let range = offset..offset.saturating_add(u64::from(length));
-                match context.volume.read_range(range.clone()).await {
-                    Ok(data) => wire.send(&Message::ReadData {
-                        id,
-                        data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
-                    }),
-                    Err(read_error) => {
-                        warn!("{name}: cannot read {range:?} for the Diskless peer: {read_error}");
-                        wire.send(&Message::ReadFailed { id });
-                    }
-                }
+                // Beside the loop, as a resync read (`answer_resync_request`).
+                let (volume, out, name) =
+                    (Arc::clone(&context.volume), wire.out.clone(), name.clone());
+                serving.spawn(async move {
+                    let range = offset..offset.saturating_add(u64::from(length));
+                    let answer = match volume.read_range(range.clone()).await {
+                        Ok(data) => Message::ReadData {
+                            id,
+                            data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
+                        },
+                        Err(read_error) => {
+                            warn!(
+                                "{name}: cannot read {range:?} for the Diskless peer: {read_error}"
+                            );
+                            Message::ReadFailed { id }
+                        }
+                    };
+                    let _ = out.send(frame(&answer));
+                    Ok(())
+                });
             }
             Message::ReadData { id, data } => {
                 if let Err(read_error) = context.link.complete_read(id, Some(data.into_vec())) {
@@ -1841,7 +1948,7 @@ fn begin_as_source(context: &LinkContext) {
 
 /// Asks for dirty ranges until the window is full.
 fn request_more(context: &LinkContext, wire: &Wire, resync: &mut TargetResync) {
-    if resync.requests.len() >= RESYNC_WINDOW {
+    if resync.in_flight() >= RESYNC_WINDOW {
         return;
     }
     let metadata = context.journal.lock();
@@ -1856,13 +1963,9 @@ fn request_more(context: &LinkContext, wire: &Wire, resync: &mut TargetResync) {
         }
         let mut at = range.start.max(resync.cursor);
         let end = range.end.min(size);
-        while at < end && resync.requests.len() + wanted.len() < RESYNC_WINDOW {
+        while at < end && resync.in_flight() + wanted.len() < RESYNC_WINDOW {
             let length = (end - at).min(longest);
-            let requested = resync
-                .requests
-                .iter()
-                .any(|(offset, (len, _))| overlaps(&(at..at + length), &(*offset..offset + len)));
-            if !requested {
+            if !resync.covers(&(at..at + length)) {
                 if !resync.pacer.try_take(length, now) {
                     paced_out = true;
                     break;
@@ -1872,11 +1975,11 @@ fn request_more(context: &LinkContext, wire: &Wire, resync: &mut TargetResync) {
             at += length;
         }
         resync.cursor = at;
-        if paced_out || resync.requests.len() + wanted.len() >= RESYNC_WINDOW {
+        if paced_out || resync.in_flight() + wanted.len() >= RESYNC_WINDOW {
             break;
         }
     }
-    let walked_to_end = !paced_out && resync.requests.len() + wanted.len() < RESYNC_WINDOW;
+    let walked_to_end = !paced_out && resync.in_flight() + wanted.len() < RESYNC_WINDOW;
     drop(metadata);
     if walked_to_end && wanted.is_empty() {
         // Everything asked for; start over for ranges asked again later.

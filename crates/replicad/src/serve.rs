@@ -40,7 +40,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::helpers::{Handler, Helpers};
-use crate::range_lock::RangeLock;
+use crate::range_lock::{RangeGuard, RangeLock};
 
 /// What must happen around every change to the data, for the metadata.
 pub trait Journal: Send + Sync {
@@ -290,7 +290,20 @@ impl Volume {
         payload: Vec<u8>,
         fua: bool,
     ) -> io::Result<()> {
-        let range = offset..offset.saturating_add(payload.len() as u64);
+        let held = self.hold_for_peer(offset, payload.len() as u64).await?;
+        self.write_held(held, payload, fua).await
+    }
+
+    /// Takes the range the peer changes next, so that a change the peer
+    /// sent later and overlapping it waits for this one: a caller that
+    /// holds the range before it reads the next message may then write it
+    /// beside its receive loop ([`Self::write_held`]).
+    pub async fn hold_for_peer(
+        self: &Arc<Self>,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<HeldRange> {
+        let range = offset..offset.saturating_add(length);
         if self.is_detached() {
             return Err(io::Error::other("the disk is detached (Diskless)"));
         }
@@ -300,13 +313,33 @@ impl Volume {
                 self.size
             )));
         }
-        let _held = self.ranges.acquire(range, true).await;
+        let guard = self.ranges.acquire(range.clone(), true).await;
+        Ok(HeldRange { range, guard })
+    }
+
+    /// Writes the peer's change to the range held for it, FUA honoured,
+    /// and releases the range.
+    pub async fn write_held(
+        self: &Arc<Self>,
+        held: HeldRange,
+        payload: Vec<u8>,
+        fua: bool,
+    ) -> io::Result<()> {
+        let offset = held.range.start;
+        if payload.len() as u64 != held.range.end - offset {
+            return Err(io::Error::other(format!(
+                "{} bytes for the held range {:?}",
+                payload.len(),
+                held.range
+            )));
+        }
         if !fua && payload.len() <= INLINE_PEER_WRITE {
             // Into the page cache: cheaper than the two thread hand-overs
             // of `blocking`, which dominated a small mirrored write.
             return self.file.write_all_at(&payload, offset);
         }
         let volume = Arc::clone(self);
+        let _guard = held.guard;
         blocking(move || {
             volume.file.write_all_at(&payload, offset)?;
             if fua {
@@ -471,6 +504,12 @@ impl Volume {
         });
         self.helpers.call(Handler::LocalIoError);
     }
+}
+
+/// A range of the volume held for one change from the peer.
+pub struct HeldRange {
+    range: Range<u64>,
+    guard: RangeGuard,
 }
 
 /// How a request went on the local disk, and what is left to wait for.
