@@ -828,6 +828,51 @@ proptest! {
     }
 
     #[test]
+    fn frame_parts_sent_one_after_the_other_are_the_encoded_frame(message in message_strategy()) {
+        let encoded = encode(&message);
+        let bulk_carrier = matches!(
+            message,
+            Message::Write(_) | Message::ResyncData { .. } | Message::ReadData { .. }
+        );
+        let (mut head, bulk) = message.into_frame_parts();
+        prop_assert_eq!(bulk.is_empty(), !bulk_carrier, "only block data travels apart");
+        head.extend_from_slice(&bulk);
+        prop_assert_eq!(head, encoded);
+    }
+
+    #[test]
+    fn receiving_into_the_decoder_equals_pushing(
+        messages in prop::collection::vec(message_strategy(), 1..8),
+        reads in prop::collection::vec(1usize..70_000, 1..40),
+    ) {
+        let mut stream = Vec::new();
+        for message in &messages {
+            message.encode(&mut stream);
+        }
+        // Reads of the given sizes in turn (the last one repeated) until
+        // the stream is in, each into the room the decoder offers.
+        let mut decoder = FrameDecoder::new();
+        let mut decoded = Vec::new();
+        let mut at = 0;
+        for round in 0.. {
+            if at == stream.len() {
+                break;
+            }
+            let wanted = reads[round.min(reads.len() - 1)];
+            let room = decoder.receive_buffer(wanted);
+            prop_assert!(room.len() >= wanted);
+            let count = wanted.min(stream.len() - at);
+            room[..count].copy_from_slice(&stream[at..at + count]);
+            decoder.received(count);
+            at += count;
+            decoded.extend(decoder.by_ref());
+            prop_assert!(decoder.buffered_len() < MAX_FRAME_LEN);
+        }
+        prop_assert_eq!(decoded, messages.into_iter().map(Ok).collect::<Vec<_>>());
+        prop_assert_eq!(decoder.finish(), Ok(()));
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_and_stay_bounded(
         chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 0..12),
     ) {

@@ -40,6 +40,7 @@
 //! resync, on a lost link and after a verify that found differences.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -62,7 +63,7 @@ use replica::wire::{
     Message, NodeState, ReplicationProtocol, ResourceName, Settings, StateFlags, Text, Write,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -87,6 +88,8 @@ const VERIFY_WINDOW: usize = 128;
 const TICK: Duration = Duration::from_millis(100);
 /// How long the handshake and the State exchange may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least room offered to one read from the peer.
+const RECEIVE_CHUNK: usize = 256 * 1024;
 /// How long a knock may take to connect before it is given up.
 const KNOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a closing side waits for its last message to leave.
@@ -130,7 +133,7 @@ struct LinkState {
     protocol: ReplicationProtocol,
     integrity: Option<DigestAlgorithm>,
     /// Set while changes are mirrored: the connection's send queue.
-    outgoing: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    outgoing: Option<mpsc::UnboundedSender<Frame>>,
     next_write_id: u64,
     pending_writes: HashMap<u64, oneshot::Sender<bool>>,
     epoch: u64,
@@ -391,33 +394,41 @@ impl Mirror for PeerLink {
         diskless: bool,
         absent: &mut dyn FnMut(),
     ) -> Option<Acks> {
+        let length = match payload {
+            Payload::Data(data) => data.len() as u64,
+            Payload::Zeroes(length) => length,
+        };
+        // The copies and digests are made before the lock is taken, so
+        // that writes from several clients are not serialized on them; a
+        // link that comes up meanwhile gets them made under the lock.
+        let integrity = self.lock().integrity;
+        let mut pieces = if self.is_mirroring() {
+            write_pieces(payload, length, integrity)
+        } else {
+            Vec::new()
+        };
         let mut state = self.lock();
         let Some(out) = state.outgoing.clone() else {
             absent();
             return None;
         };
-        let length = match payload {
-            Payload::Data(data) => data.len() as u64,
-            Payload::Zeroes(length) => length,
-        };
+        if pieces.is_empty() {
+            pieces = write_pieces(payload, length, integrity);
+        }
         let mut acks = Vec::new();
         let mut done = 0u64;
-        while done < length {
-            let take = (length - done).min(MAX_DATA_LEN as u64) as usize;
-            let bytes = match payload {
-                Payload::Data(data) => data[done as usize..done as usize + take].to_vec(),
-                Payload::Zeroes(_) => vec![0; take],
-            };
+        for (data, digest) in pieces {
             let id = state.next_write_id;
             state.next_write_id += 1;
+            let take = data.len() as u64;
             let write = Write {
                 id,
                 offset: offset + done,
                 epoch: state.epoch,
                 fua,
                 sender_diskless: diskless,
-                integrity: state.integrity.map(|algorithm| algorithm.compute(&bytes)),
-                data: Data::new(bytes).expect("at most MAX_DATA_LEN bytes, at least one"),
+                integrity: digest,
+                data,
             };
             if state.protocol != ReplicationProtocol::A || diskless {
                 let (waiter, ack) = oneshot::channel();
@@ -425,8 +436,8 @@ impl Mirror for PeerLink {
                 acks.push(ack);
             }
             state.writes_in_epoch += 1;
-            let _ = out.send(frame(&Message::Write(write)));
-            done += take as u64;
+            let _ = out.send(frame(Message::Write(write)));
+            done += take;
         }
         let epoch = state.epoch;
         state.transfer_log.push((epoch, offset..offset + length));
@@ -434,7 +445,7 @@ impl Mirror for PeerLink {
             let writes = state.writes_in_epoch;
             state.epoch += 1;
             state.writes_in_epoch = 0;
-            let _ = out.send(frame(&Message::Barrier { epoch, writes }));
+            let _ = out.send(frame(Message::Barrier { epoch, writes }));
         }
         Some(acks)
     }
@@ -450,7 +461,7 @@ impl Mirror for PeerLink {
             state.pending_barriers.insert(epoch, waiter);
             ack
         });
-        let _ = out.send(frame(&Message::Barrier { epoch, writes }));
+        let _ = out.send(frame(Message::Barrier { epoch, writes }));
         ack
     }
 
@@ -472,7 +483,7 @@ impl Mirror for PeerLink {
             let (waiter, answer) = oneshot::channel();
             state.pending_reads.insert(id, (length, waiter));
             parts.push(answer);
-            let _ = out.send(frame(&Message::ReadRequest {
+            let _ = out.send(frame(Message::ReadRequest {
                 id,
                 offset,
                 length: length as u32,
@@ -487,10 +498,55 @@ impl Mirror for PeerLink {
     }
 }
 
-fn frame(message: &Message) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    message.encode(&mut bytes);
-    bytes
+/// One encoded message for a connection's writer task: the header with
+/// the payload up to its block data, and the block data (often empty),
+/// written together with one vectored write so that the block data is
+/// never copied into a frame.
+type Frame = (Vec<u8>, Vec<u8>);
+
+fn frame(message: Message) -> Frame {
+    message.into_frame_parts()
+}
+
+/// Writes a frame's two parts, vectored, until both are out.
+async fn write_frame(writer: &mut OwnedWriteHalf, (head, bulk): &Frame) -> std::io::Result<()> {
+    let (mut head, mut bulk) = (head.as_slice(), bulk.as_slice());
+    while !head.is_empty() || !bulk.is_empty() {
+        let parts = [IoSlice::new(head), IoSlice::new(bulk)];
+        let written = writer.write_vectored(&parts).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = written.min(head.len());
+        head = &head[from_head..];
+        bulk = &bulk[written - from_head..];
+    }
+    Ok(())
+}
+
+/// A change cut into the pieces one Write carries, each with its
+/// `data-integrity-alg` digest.
+fn write_pieces(
+    payload: Payload<'_>,
+    length: u64,
+    integrity: Option<DigestAlgorithm>,
+) -> Vec<(Data, Option<replica::wire::Digest>)> {
+    let mut pieces = Vec::new();
+    let mut done = 0u64;
+    while done < length {
+        let take = (length - done).min(MAX_DATA_LEN as u64) as usize;
+        let bytes = match payload {
+            Payload::Data(data) => data[done as usize..done as usize + take].to_vec(),
+            Payload::Zeroes(_) => vec![0; take],
+        };
+        let digest = integrity.map(|algorithm| algorithm.compute(&bytes));
+        pieces.push((
+            Data::new(bytes).expect("at most MAX_DATA_LEN bytes, at least one"),
+            digest,
+        ));
+        done += take as u64;
+    }
+    pieces
 }
 
 fn wire_protocol(protocol: Protocol) -> ReplicationProtocol {
@@ -752,13 +808,12 @@ async fn dial(address: SocketAddr) -> std::io::Result<TcpStream> {
 struct Wire {
     reader: OwnedReadHalf,
     decoder: FrameDecoder,
-    buffer: Vec<u8>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<Frame>,
     last_received: Instant,
 }
 
 impl Wire {
-    fn send(&self, message: &Message) {
+    fn send(&self, message: Message) {
         let _ = self.out.send(frame(message));
     }
 
@@ -769,14 +824,15 @@ impl Wire {
                 self.last_received = Instant::now();
                 return decoded.map_err(|wire_error| wire_error.to_string());
             }
-            match self.reader.read(&mut self.buffer).await {
+            let room = self.decoder.receive_buffer(RECEIVE_CHUNK);
+            match self.reader.read(room).await {
                 Ok(0) => {
                     return Err(match self.decoder.finish() {
                         Ok(()) => "the peer closed the connection".to_string(),
                         Err(wire_error) => wire_error.to_string(),
                     });
                 }
-                Ok(n) => self.decoder.push(&self.buffer[..n]),
+                Ok(n) => self.decoder.received(n),
                 Err(read_error) => return Err(format!("reading from the peer: {read_error}")),
             }
         }
@@ -799,10 +855,10 @@ struct Opened {
 fn open(stream: TcpStream) -> Opened {
     let _ = stream.set_nodelay(true);
     let (reader, mut writer_half) = stream.into_split();
-    let (out, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (out, mut queue) = mpsc::unbounded_channel::<Frame>();
     let writer = tokio::spawn(async move {
-        while let Some(bytes) = queue.recv().await {
-            if writer_half.write_all(&bytes).await.is_err() {
+        while let Some(frame) = queue.recv().await {
+            if write_frame(&mut writer_half, &frame).await.is_err() {
                 return;
             }
         }
@@ -811,7 +867,6 @@ fn open(stream: TcpStream) -> Opened {
     let wire = Wire {
         reader,
         decoder: FrameDecoder::new(),
-        buffer: vec![0; 256 * 1024],
         out,
         last_received: Instant::now(),
     };
@@ -907,7 +962,7 @@ async fn session(
     };
     match farewell {
         Some(reason) => {
-            opened.wire.send(&Message::Disconnect {
+            opened.wire.send(Message::Disconnect {
                 reason: Text::new(reason),
             });
             close(opened).await;
@@ -947,7 +1002,7 @@ async fn handshake(context: &LinkContext, wire: &mut Wire) -> Result<(), Ended> 
         })?;
     loop {
         while let Some(message) = authenticator.poll_transmit() {
-            wire.send(&message);
+            wire.send(message);
         }
         let message = wire
             .receive_within(HANDSHAKE_TIMEOUT)
@@ -958,7 +1013,7 @@ async fn handshake(context: &LinkContext, wire: &mut Wire) -> Result<(), Ended> 
             Ok(Progress::Authenticated(_)) => break,
             Err(refusal) => {
                 while let Some(message) = authenticator.poll_transmit() {
-                    wire.send(&message);
+                    wire.send(message);
                 }
                 return Err(retry(format!("connection refused: {refusal}")));
             }
@@ -971,7 +1026,7 @@ async fn handshake(context: &LinkContext, wire: &mut Wire) -> Result<(), Ended> 
             data_integrity: state.integrity,
         }
     };
-    wire.send(&Message::Settings(settings));
+    wire.send(Message::Settings(settings));
     match wire
         .receive_within(HANDSHAKE_TIMEOUT)
         .await
@@ -1202,7 +1257,7 @@ fn request_digests(context: &LinkContext, wire: &Wire, verify: &mut VerifySource
     while verify.requests.len() < VERIFY_WINDOW && verify.cursor < size {
         let length = (size - verify.cursor).min(BLOCK);
         verify.requests.insert(verify.cursor, length);
-        wire.send(&Message::VerifyRequest {
+        wire.send(Message::VerifyRequest {
             offset: verify.cursor,
             length: length as u32,
             algorithm: verify.algorithm,
@@ -1238,7 +1293,7 @@ fn take_digest(
 /// is marked out of sync on both nodes (not repaired, as in DRBD).
 async fn compare_digest(
     context: Arc<LinkContext>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<Frame>,
     range: Range<u64>,
     digest: replica::wire::Digest,
 ) -> Result<(), String> {
@@ -1261,7 +1316,7 @@ async fn compare_digest(
         if let Err(mark_error) = context.journal.lock().mark_dirty(range) {
             warn!("{}: {mark_error}", context.config.name);
         }
-        let _ = out.send(frame(&Message::OutOfSync { offset, length }));
+        let _ = out.send(frame(Message::OutOfSync { offset, length }));
     }
     Ok(())
 }
@@ -1282,7 +1337,7 @@ fn finish_verify(context: &LinkContext, wire: &Wire) {
         context.config.name,
         found / BLOCK
     );
-    wire.send(&Message::State(local_state(context)));
+    wire.send(Message::State(local_state(context)));
     if found > 0 {
         context.helpers.call(Handler::OutOfSync);
     }
@@ -1296,7 +1351,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
         .peer(&context.node)
         .expect("a pair has two nodes");
     let mine = local_state(context);
-    wire.send(&Message::State(mine));
+    wire.send(Message::State(mine));
     let theirs = match wire.receive_within(HANDSHAKE_TIMEOUT).await {
         Ok(Message::State(theirs)) => theirs,
         Ok(Message::Disconnect { reason }) => {
@@ -1453,7 +1508,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     return Ended::Retry(finish_error);
                 }
                 target = None;
-                wire.send(&Message::State(local_state(context)));
+                wire.send(Message::State(local_state(context)));
             }
         }
         if let Some(running) = &mut verify {
@@ -1488,13 +1543,13 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                         ));
                     }
                 } else if silent > net.ping_int || waiting && silent > net.timeout {
-                    wire.send(&Message::Ping);
+                    wire.send(Message::Ping);
                     ping_sent = Some(Instant::now());
                 }
                 continue;
             }
             () = context.link.changed.notified() => {
-                wire.send(&Message::State(local_state(context)));
+                wire.send(Message::State(local_state(context)));
                 continue;
             }
             () = context.link.renegotiate.notified() => {
@@ -1522,7 +1577,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             }
             () = context.link.probe.notified() => {
                 if ping_sent.is_none() {
-                    wire.send(&Message::Ping);
+                    wire.send(Message::Ping);
                     ping_sent = Some(Instant::now());
                 }
                 continue;
@@ -1538,7 +1593,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
         // Anything received proves the peer alive.
         ping_sent = None;
         match message {
-            Message::Ping => wire.send(&Message::PingAck),
+            Message::Ping => wire.send(Message::PingAck),
             Message::PingAck => {}
             Message::State(state) => {
                 peer_state = state;
@@ -1546,7 +1601,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                     if let Err(adopt_error) = adopt_skipped_sync(context, &state) {
                         return Ended::Retry(adopt_error);
                     }
-                    wire.send(&Message::State(local_state(context)));
+                    wire.send(Message::State(local_state(context)));
                 }
                 let finished_as_source = {
                     let mut link = context.link.lock();
@@ -1605,7 +1660,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                         .journal
                         .out_of_sync(write.offset..write.offset + length);
                 } else if protocol == ReplicationProtocol::B {
-                    wire.send(&Message::RecvAck { id: write.id });
+                    wire.send(Message::RecvAck { id: write.id });
                 }
                 let volume = Arc::clone(&context.volume);
                 let out = wire.out.clone();
@@ -1624,7 +1679,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                             Message::WriteFailed { id }
                         }
                     };
-                    let _ = out.send(frame(&reply));
+                    let _ = out.send(frame(reply));
                 }));
             }
             Message::Barrier { epoch, writes } => {
@@ -1641,7 +1696,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 if let Err(sync_error) = context.volume.sync_async().await {
                     error!("{name}: fdatasync for the peer's barrier failed: {sync_error}");
                 }
-                wire.send(&Message::BarrierAck { epoch, writes });
+                wire.send(Message::BarrierAck { epoch, writes });
             }
             Message::WriteAck { id } | Message::RecvAck { id } => {
                 context.link.complete_write(id, true);
@@ -1747,7 +1802,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                         .map_err(|read_error| {
                             format!("cannot read {range:?} for the peer's verify: {read_error}")
                         })?;
-                    let _ = out.send(frame(&Message::VerifyDigest {
+                    let _ = out.send(frame(Message::VerifyDigest {
                         offset,
                         length,
                         digest: algorithm.compute(&data),
@@ -1781,7 +1836,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                             Message::ReadFailed { id }
                         }
                     };
-                    let _ = out.send(frame(&answer));
+                    let _ = out.send(frame(answer));
                     Ok(())
                 });
             }
@@ -1821,7 +1876,7 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
 /// takes in. The source's bits are cleared once the data is queued.
 async fn answer_resync_request(
     context: Arc<LinkContext>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<Frame>,
     offset: u64,
     length: u32,
 ) -> Result<(), String> {
@@ -1830,7 +1885,7 @@ async fn answer_resync_request(
     match context.volume.read_range(range.clone()).await {
         Ok(data) => {
             let sent = data.len() as u64;
-            let queued = out.send(frame(&Message::ResyncData {
+            let queued = out.send(frame(Message::ResyncData {
                 offset,
                 data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
             }));
@@ -1846,7 +1901,7 @@ async fn answer_resync_request(
         }
         Err(read_error) => {
             warn!("{name}: cannot read {range:?} for the peer's resync: {read_error}");
-            let _ = out.send(frame(&Message::ResyncFailed { offset, length }));
+            let _ = out.send(frame(Message::ResyncFailed { offset, length }));
         }
     }
     Ok(())
@@ -1873,7 +1928,7 @@ fn send_bitmap(wire: &Wire, words: Vec<u64>) {
         let offset = (index * MAX_BITMAP_WORDS) as u64;
         let last = index + 1 == chunks.len();
         let chunk = BitmapChunk::new(offset, chunk.to_vec(), last).expect("within the limits");
-        wire.send(&Message::BitmapChunk(chunk));
+        wire.send(Message::BitmapChunk(chunk));
     }
 }
 
@@ -1987,7 +2042,7 @@ fn request_more(context: &LinkContext, wire: &Wire, resync: &mut TargetResync) {
     }
     for (offset, length) in wanted {
         resync.requests.insert(offset, (length, false));
-        wire.send(&Message::ResyncRequest {
+        wire.send(Message::ResyncRequest {
             offset,
             length: length as u32,
         });

@@ -74,18 +74,53 @@ pub(crate) fn allowed_flags(kind: MessageType) -> u16 {
 impl Message {
     /// Appends this message as one frame (header and payload) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let bulk = self.encode_head(out);
+        out.extend_from_slice(bulk);
+    }
+
+    /// The frame in two parts that, sent one after the other, are the bytes
+    /// of [`Self::encode`]: the header with the payload up to the block
+    /// data, and the block data itself (Write, ResyncData and ReadData carry
+    /// it last; empty for the other messages). The block data is moved,
+    /// not copied: a sender writes both parts with one vectored write.
+    pub fn into_frame_parts(self) -> (Vec<u8>, Vec<u8>) {
+        let mut head = Vec::with_capacity(HEADER_LEN + WRITE_FIXED_LEN + MAX_DIGEST_LEN);
+        self.encode_head(&mut head);
+        let bulk = match self {
+            Message::Write(write) => write.data.into_vec(),
+            Message::ResyncData { data, .. } | Message::ReadData { data, .. } => data.into_vec(),
+            _ => Vec::new(),
+        };
+        (head, bulk)
+    }
+
+    /// Appends the header and the payload but for its block data, which it
+    /// returns; the header counts the block data in the payload length.
+    fn encode_head(&self, out: &mut Vec<u8>) -> &[u8] {
         let start = out.len();
         out.extend_from_slice(&MAGIC);
         out.push(PROTOCOL_VERSION);
         out.push(self.message_type().code());
         out.extend_from_slice(&[0; 6]);
         let flags = self.encode_payload(out);
-        let payload_len = (out.len() - start - HEADER_LEN) as u32;
+        let bulk = self.bulk_data();
+        let payload_len = (out.len() - start - HEADER_LEN + bulk.len()) as u32;
         out[start + 6..start + 8].copy_from_slice(&flags.to_be_bytes());
         out[start + 8..start + 12].copy_from_slice(&payload_len.to_be_bytes());
+        bulk
     }
 
-    /// Appends the payload and returns the header flags.
+    /// The block data a message ends with (empty for most).
+    fn bulk_data(&self) -> &[u8] {
+        match self {
+            Message::Write(write) => write.data.as_slice(),
+            Message::ResyncData { data, .. } | Message::ReadData { data, .. } => data.as_slice(),
+            _ => &[],
+        }
+    }
+
+    /// Appends the payload but for its block data ([`Self::bulk_data`])
+    /// and returns the header flags.
     fn encode_payload(&self, out: &mut Vec<u8>) -> u16 {
         match self {
             Message::Hello(hello) => {
@@ -121,7 +156,6 @@ impl Message {
             Message::Write(write) => {
                 put_u64s(out, &[write.id, write.offset, write.epoch]);
                 put_optional_digest(out, write.integrity.as_ref());
-                out.extend_from_slice(write.data.as_slice());
                 let fua = if write.fua { FLAG_FUA } else { 0 };
                 let diskless = if write.sender_diskless {
                     FLAG_SENDER_DISKLESS
@@ -153,9 +187,8 @@ impl Message {
                 out.extend_from_slice(&length.to_be_bytes());
                 0
             }
-            Message::ResyncData { offset, data } => {
+            Message::ResyncData { offset, .. } => {
                 put_u64s(out, &[*offset]);
-                out.extend_from_slice(data.as_slice());
                 0
             }
             Message::VerifyRequest {
@@ -183,9 +216,8 @@ impl Message {
                 out.extend_from_slice(&length.to_be_bytes());
                 0
             }
-            Message::ReadData { id, data } => {
+            Message::ReadData { id, .. } => {
                 put_u64s(out, &[*id]);
-                out.extend_from_slice(data.as_slice());
                 0
             }
         }

@@ -69,11 +69,13 @@ impl Header {
 /// Decodes the frames of one connection from bytes received in chunks of
 /// any size.
 ///
-/// Feed it with [`push`](Self::push), then take messages by iterating until
-/// it yields `None` (it needs more bytes). Between pushes it keeps at most
-/// one incomplete frame, less than [`super::MAX_FRAME_LEN`] bytes; a push
-/// adds its bytes until they are decoded, so push what one read returned and
-/// drain before the next read.
+/// Feed it with [`push`](Self::push), or receive straight into it with
+/// [`receive_buffer`](Self::receive_buffer) and
+/// [`received`](Self::received) (no copy), then take messages by iterating
+/// until it yields `None` (it needs more bytes). Between feeds it keeps at
+/// most one incomplete frame, less than [`super::MAX_FRAME_LEN`] bytes; a
+/// feed adds its bytes until they are decoded, so feed what one read
+/// returned and drain before the next read.
 ///
 /// After the first error it yields nothing more and drops what it is given:
 /// the byte stream is out of step and the connection must be closed. At end
@@ -81,9 +83,11 @@ impl Header {
 /// inside a frame.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
+    /// Received bytes are `buffer[start..end]`; the rest is room.
     buffer: Vec<u8>,
     /// Bytes of `buffer` before this index are decoded.
     start: usize,
+    end: usize,
     failed: bool,
 }
 
@@ -97,16 +101,42 @@ impl FrameDecoder {
         if self.failed {
             return;
         }
+        let room = self.receive_buffer(bytes.len());
+        room[..bytes.len()].copy_from_slice(bytes);
+        self.received(bytes.len());
+    }
+
+    /// Room for at least `at_least` more received bytes, to read into
+    /// directly; then say how many arrived with [`Self::received`].
+    pub fn receive_buffer(&mut self, at_least: usize) -> &mut [u8] {
         if self.start > 0 {
-            self.buffer.drain(..self.start);
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() < self.end + at_least {
+            self.buffer.resize(self.end + at_least, 0);
+        }
+        &mut self.buffer[self.end..]
+    }
+
+    /// `count` bytes were received into [`Self::receive_buffer`]. Ignored
+    /// after an error.
+    pub fn received(&mut self, count: usize) {
+        if self.failed {
+            return;
+        }
+        assert!(
+            self.end + count <= self.buffer.len(),
+            "received {count} bytes into a receive buffer of {}",
+            self.buffer.len() - self.end
+        );
+        self.end += count;
     }
 
     /// Bytes received and not yet decoded.
     pub fn buffered_len(&self) -> usize {
-        self.buffer.len() - self.start
+        self.end - self.start
     }
 
     /// True once a frame was refused.
@@ -128,6 +158,7 @@ impl FrameDecoder {
         self.failed = true;
         self.buffer = Vec::new();
         self.start = 0;
+        self.end = 0;
         Some(Err(error))
     }
 }
@@ -141,24 +172,22 @@ impl Iterator for FrameDecoder {
         if self.failed {
             return None;
         }
-        let pending = &self.buffer[self.start..];
+        let pending = &self.buffer[self.start..self.end];
         let header_bytes: &[u8; HEADER_LEN] = pending.get(..HEADER_LEN)?.try_into().ok()?;
         let header = match Header::parse(header_bytes) {
             Ok(header) => header,
             Err(error) => return self.fail(error),
         };
-        let missing = header.frame_len().saturating_sub(pending.len());
-        if missing > 0 {
-            self.buffer.reserve(missing);
+        if pending.len() < header.frame_len() {
             return None;
         }
         let payload = &pending[HEADER_LEN..header.frame_len()];
         match Message::decode_payload(header.message_type, header.flags, payload) {
             Ok(message) => {
                 self.start += header.frame_len();
-                if self.start == self.buffer.len() {
-                    self.buffer.clear();
+                if self.start == self.end {
                     self.start = 0;
+                    self.end = 0;
                 }
                 Some(Ok(message))
             }
