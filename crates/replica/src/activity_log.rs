@@ -361,13 +361,7 @@ impl ActivityLog {
                 extent: Some(extent),
             });
         }
-        for extent in extents {
-            let hot = self.slots[self.slot_of[&extent]]
-                .as_mut()
-                .expect("slot_of points at occupied slots");
-            hot.writes_in_flight += 1;
-            hot.last_used = self.clock;
-        }
+        self.count_in_flight(extents);
         if updates.is_empty() {
             return Ok(None);
         }
@@ -375,6 +369,31 @@ impl ActivityLog {
             transaction: self.next_transaction(updates),
             evicted,
         }))
+    }
+
+    /// Enters a write of `range` only if every extent it touches is hot
+    /// already, so that no transaction is needed; returns whether it did.
+    /// On `false` or an error nothing changed.
+    pub fn begin_write_if_hot(&mut self, range: Range<u64>) -> Result<bool, AlError> {
+        check_range(&range, self.geometry.usable_size())?;
+        let extents = extents_of(&range);
+        if range.is_empty() || !extents.clone().all(|extent| self.is_hot(extent)) {
+            return Ok(false);
+        }
+        self.clock += 1;
+        self.count_in_flight(extents);
+        Ok(true)
+    }
+
+    /// One more write in flight on each of `extents`, all hot; used now.
+    fn count_in_flight(&mut self, extents: RangeInclusive<u32>) {
+        for extent in extents {
+            let hot = self.slots[self.slot_of[&extent]]
+                .as_mut()
+                .expect("slot_of points at occupied slots");
+            hot.writes_in_flight += 1;
+            hot.last_used = self.clock;
+        }
     }
 
     /// Slots for `count` new extents: free slots first, then idle extents in

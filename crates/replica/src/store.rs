@@ -691,6 +691,25 @@ impl<S: Storage> Metadata<S> {
         Ok(())
     }
 
+    /// Enters a write of `range` into the activity log only when that
+    /// needs no metadata I/O: the log is in use (not marked clean) and every
+    /// extent the range touches is hot. Returns whether it was entered; when
+    /// not, nothing changed and [`Metadata::activity_log_begin`] is the way.
+    /// Pair an entered write with [`Metadata::activity_log_end`].
+    pub fn activity_log_begin_hot(&mut self, range: Range<u64>) -> Result<bool, Error> {
+        self.check_not_failed()?;
+        check_range(&range, self.usable_size()).map_err(|error| self.range_error(error))?;
+        if self.recovery_pending || self.superblock.state.flags.contains(Flags::AL_CLEAN) {
+            return Ok(false);
+        }
+        self.activity_log
+            .begin_write_if_hot(range)
+            .map_err(|error| Error::ActivityLog {
+                file: self.name.clone(),
+                error,
+            })
+    }
+
     fn begin_chunk(&mut self, chunk: Range<u64>) -> Result<(), Error> {
         let pending = match self.activity_log.begin_write(chunk) {
             Ok(Some(pending)) => pending,

@@ -710,3 +710,55 @@ fn full_log_rolls_back_a_partly_entered_large_write() {
         "the first chunk was rolled back"
     );
 }
+
+#[test]
+fn a_write_to_hot_extents_enters_the_log_without_metadata_io() {
+    let (mut metadata, _, events) = recorded_metadata(7);
+    let extent_1 = EXTENT_SIZE..2 * EXTENT_SIZE;
+    let extent_10 = 10 * EXTENT_SIZE..11 * EXTENT_SIZE;
+    metadata.activity_log_begin(extent_10.clone()).unwrap();
+    metadata.activity_log_end(extent_10.clone()).unwrap();
+
+    let before = events.borrow().len();
+    assert!(
+        !metadata.activity_log_begin_hot(extent_1.clone()).unwrap(),
+        "a cold extent is not entered"
+    );
+    assert!(
+        !metadata
+            .activity_log_begin_hot(10 * EXTENT_SIZE - 1..10 * EXTENT_SIZE + 1)
+            .unwrap(),
+        "a range reaching into a cold extent is not entered"
+    );
+    assert_eq!(metadata.activity_log().writes_in_flight(), 0);
+    assert!(metadata.activity_log_begin_hot(extent_10.clone()).unwrap());
+    assert_eq!(metadata.activity_log().writes_in_flight(), 1);
+    assert_eq!(
+        events.borrow().len(),
+        before,
+        "entering hot extents writes and syncs nothing"
+    );
+
+    // The entered write protects its extent like any other: a crash now
+    // resyncs it.
+    metadata
+        .update_superblock(|state| state.flags.insert(Flags::PRIMARY))
+        .unwrap();
+    let mut crashed = Metadata::open_on(target(metadata.into_storage().snapshot())).unwrap();
+    let recovery = crashed.apply_activity_log().unwrap();
+    assert_eq!(recovery.activity_log, AppliedLog::HotExtents(1));
+    assert_eq!(
+        crashed.dirty_ranges().collect::<Vec<_>>(),
+        std::slice::from_ref(&extent_10)
+    );
+
+    // After a clean shutdown the log is marked clean: the next write must
+    // clear that mark first, so it is not entered without I/O.
+    crashed.mark_clean_shutdown().unwrap();
+    assert!(
+        crashed.activity_log().is_hot(10),
+        "still hot after the recovery"
+    );
+    assert!(!crashed.activity_log_begin_hot(extent_10).unwrap());
+    assert_eq!(crashed.activity_log().writes_in_flight(), 0);
+}

@@ -74,6 +74,10 @@ impl Journal for MetadataJournal {
         }
     }
 
+    fn before_write_if_hot(&self, range: Range<u64>) -> io::Result<bool> {
+        self.lock().activity_log_begin_hot(range).map_err(io_error)
+    }
+
     fn out_of_sync(&self, range: Range<u64>) {
         let mut metadata = self.lock();
         // The first write without the peer starts a new generation, so that

@@ -13,6 +13,11 @@
 //! [`Journal`]'s business: what it needs is durable before the data changes
 //! (activity log), the rest it keeps in memory (dirty bitmap).
 //!
+//! File work runs on the blocking pool, but for small writes without FUA
+//! ([`INLINE_WRITE`]): a client's write whose activity-log extents are
+//! already hot, and a mirrored write from the peer, go into the page cache
+//! from the async thread, which saves two thread hand-overs per request.
+//!
 //! The peer link uses [`Volume::apply_from_peer`] and [`Volume::read_range`]
 //! for mirrored writes and resync, under the same [`RangeLock`].
 //!
@@ -47,6 +52,9 @@ pub trait Journal: Send + Sync {
     /// Before `range` is changed: e.g. make its activity-log extent hot,
     /// durably.
     fn before_write(&self, range: Range<u64>) -> io::Result<()>;
+    /// [`Self::before_write`] only if that needs no I/O and no wait (the
+    /// range's extents are hot); returns whether it was done.
+    fn before_write_if_hot(&self, range: Range<u64>) -> io::Result<bool>;
     /// `range` is changed without the peer getting the change: mark it out
     /// of sync (and start a new data generation at the first such write).
     fn out_of_sync(&self, range: Range<u64>);
@@ -127,11 +135,12 @@ pub struct Volume {
 /// Read buffer per connection: a whole large request header and payload
 /// usually arrive in one read.
 const READ_CHUNK: usize = 256 * 1024;
-/// A mirrored write from the peer up to this size (without FUA) is written
-/// on the async thread instead of through `blocking`: measured in
-/// scripts/bench/nbd.sh, this cut the 4 KiB QD1 write latency of the pair
-/// by about a third (docs/BENCHMARKS.md).
-const INLINE_PEER_WRITE: usize = 64 * 1024;
+/// A write up to this size without FUA is written on the async thread
+/// instead of through `blocking`, into the page cache: a mirrored write
+/// from the peer always, a client's write when its activity-log extents are
+/// hot (no metadata I/O before it). The two thread hand-overs of `blocking`
+/// dominated such a write (scripts/bench/nbd.sh, docs/BENCHMARKS.md).
+const INLINE_WRITE: usize = 64 * 1024;
 
 impl Volume {
     pub fn new(
@@ -179,8 +188,14 @@ impl Volume {
         };
         let command = Arc::new(command);
         if !self.is_detached() {
-            let (volume, local) = (Arc::clone(&self), Arc::clone(&command));
-            let error = match blocking(move || volume.execute_blocking(&local)).await {
+            let executed = match self.execute_inline(&command) {
+                Some(executed) => executed,
+                None => {
+                    let (volume, local) = (Arc::clone(&self), Arc::clone(&command));
+                    blocking(move || volume.execute_blocking(&local)).await
+                }
+            };
+            let error = match executed {
                 Ok(executed) => return Ok(self.complete(executed).await),
                 Err(error) => error,
             };
@@ -333,7 +348,7 @@ impl Volume {
                 held.range
             )));
         }
-        if !fua && payload.len() <= INLINE_PEER_WRITE {
+        if !fua && payload.len() <= INLINE_WRITE {
             // Into the page cache: cheaper than the two thread hand-overs
             // of `blocking`, which dominated a small mirrored write.
             return self.file.write_all_at(&payload, offset);
@@ -375,6 +390,34 @@ impl Volume {
     pub async fn sync_async(self: &Arc<Self>) -> io::Result<()> {
         let volume = Arc::clone(self);
         blocking(move || volume.sync()).await
+    }
+
+    /// A small write whose activity-log extents are hot, done on the async
+    /// thread (see [`INLINE_WRITE`]); `None` for anything else, which goes
+    /// through [`Self::execute_blocking`].
+    fn execute_inline(&self, command: &Command) -> Option<io::Result<Executed>> {
+        let Command::Write {
+            offset,
+            ref data,
+            fua: false,
+        } = *command
+        else {
+            return None;
+        };
+        if data.len() > INLINE_WRITE {
+            return None;
+        }
+        let range = offset..offset + data.len() as u64;
+        match self.journal.before_write_if_hot(range.clone()) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(error) => return Some(Err(error)),
+        }
+        Some(
+            self.mirror_and_apply(range, Payload::Data(data), false, || {
+                self.file.write_all_at(data, offset)
+            }),
+        )
     }
 
     fn execute_blocking(&self, command: &Command) -> io::Result<Executed> {
@@ -436,6 +479,18 @@ impl Volume {
         apply: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<Executed> {
         self.journal.before_write(range.clone())?;
+        self.mirror_and_apply(range, payload, fua, apply)
+    }
+
+    /// The rest of a change once the journal entered it: sent to the peer
+    /// (or marked out of sync), applied here with FUA honoured.
+    fn mirror_and_apply(
+        &self,
+        range: Range<u64>,
+        payload: Payload<'_>,
+        fua: bool,
+        apply: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<Executed> {
         let acks = self
             .mirror
             .replicate(range.start, payload, fua, false, &mut || {
