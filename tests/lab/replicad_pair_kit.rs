@@ -119,10 +119,12 @@ pub fn handler_log(node: &ReplicadNode) -> String {
     std::fs::read_to_string(handler_log_beside(node.backing_path())).unwrap_or_default()
 }
 
-/// The calls of `handler` in the node's record, each as its lines.
+/// The calls of `handler` in the node's record, each as its lines; a call
+/// whose record is still being written (no `--` yet) is not counted.
 pub fn handler_calls(node: &ReplicadNode, handler: &str) -> Vec<String> {
     handler_log(node)
-        .split("--\n")
+        .split_inclusive("--\n")
+        .filter_map(|call| call.strip_suffix("--\n"))
         .filter(|call| call.starts_with(&format!("HANDLER={handler}\n")))
         .map(str::to_string)
         .collect()

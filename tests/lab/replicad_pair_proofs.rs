@@ -1,6 +1,7 @@
 //! End-to-end proofs on a replicad pair (ha1 on h1, ha2 on h2): protocol C
 //! keeps both backing files byte-identical under a bulk copy and under
-//! concurrent overlapping writers; a flushed write survives SIGKILL of the
+//! concurrent overlapping writers, and protocols A and B, which let
+//! overlapping writes reach the peer together, too; a flushed write survives SIGKILL of the
 //! Primary and the peer's promotion, and the crashed node comes back as
 //! bitmap SyncTarget and converges (online verify finds nothing); hostile
 //! bytes on the replication port are refused, logged, and change nothing.
@@ -15,16 +16,18 @@ use std::time::Duration;
 
 use hapair_lab::{
     RESOURCE, ReplicadNode, lab_lock, path_arg, program, random_bytes, read_file_range,
-    require_root, run_bounded, run_ok,
+    require_root, run_bounded, run_ok, wait_until,
 };
 use serde_json::Value;
 
 use crate::replicad_pair_kit::{
-    Extras, backing_bytes, fresh_pair, in_sync, qemu_io, resynced_bytes, synced_pair, wait_for,
-    wait_for_status, write_pattern,
+    Extras, Pair, backing_bytes, fresh_pair, in_sync, qemu_io, resynced_bytes, synced_pair,
+    wait_for, wait_for_status, write_pattern,
 };
 
 const MIB: u64 = 1 << 20;
+/// How long a peer may take to apply what protocols A and B answered early.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much the bounded shell commands of the hostile peer may take.
 const HOSTILE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -70,17 +73,9 @@ fn strided_writes(pattern: u8, start: u64, stride: u64, chunk: u64, count: u64) 
         .collect()
 }
 
-#[test]
-fn bulk_and_concurrent_overlapping_writes_leave_identical_backing_files() {
-    let _lock = lab_lock();
-    if !require_root() {
-        return;
-    }
-    let pair = fresh_pair(&Extras {
-        backing_size: Some(300 * MIB),
-        ..Extras::default()
-    });
-    // Both fresh backing files are zeros: skip the initial sync.
+/// A fresh pair whose blank disks skip the initial sync, with ha1 Primary.
+fn blank_primary_pair(extras: &Extras) -> Pair {
+    let pair = fresh_pair(extras);
     for node in [&pair.ha1, &pair.ha2] {
         wait_for_status(node, "the connect", |s| {
             s["peer"]["connection"] == "Connected" && s["peer"]["replication"] == "Established"
@@ -93,6 +88,39 @@ fn bulk_and_concurrent_overlapping_writes_leave_identical_backing_files() {
         wait_for_status(node, "both nodes UpToDate", in_sync);
     }
     pair.ha1.haadm(&["primary", RESOURCE]).expect_code(0);
+    pair
+}
+
+/// Four qemu-io writers at once on ha1, each ending with a flush: writer i
+/// writes `chunk` bytes of pattern 0x10 + i at `start + i * shift + k *
+/// stride` for k below `count`.
+fn concurrent_writers(pair: &Pair, start: u64, shift: u64, stride: u64, chunk: u64, count: u64) {
+    thread::scope(|scope| {
+        for writer in 0..4u8 {
+            scope.spawn(move || {
+                let commands = strided_writes(
+                    0x10 + writer,
+                    start + u64::from(writer) * shift,
+                    stride,
+                    chunk,
+                    count,
+                );
+                qemu_io(&pair.ha1, &commands);
+            });
+        }
+    });
+}
+
+#[test]
+fn bulk_and_concurrent_overlapping_writes_leave_identical_backing_files() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let pair = blank_primary_pair(&Extras {
+        backing_size: Some(300 * MIB),
+        ..Extras::default()
+    });
     let usable = usable_size(&pair.ha1);
 
     let random = random_bytes((256 * MIB) as usize);
@@ -108,21 +136,7 @@ fn bulk_and_concurrent_overlapping_writes_leave_identical_backing_files() {
     // Four writers at once, each flushing at the end: writer i writes
     // 256 KiB at 200 MiB + i * 64 KiB + k * 192 KiB, so every write
     // overlaps writes of the others.
-    thread::scope(|scope| {
-        for writer in 0..4u8 {
-            let pair = &pair;
-            scope.spawn(move || {
-                let commands = strided_writes(
-                    0x10 + writer,
-                    200 * MIB + u64::from(writer) * 64 * 1024,
-                    192 * 1024,
-                    256 * 1024,
-                    64,
-                );
-                qemu_io(&pair.ha1, &commands);
-            });
-        }
-    });
+    concurrent_writers(&pair, 200 * MIB, 64 * 1024, 192 * 1024, 256 * 1024, 64);
 
     assert_eq!(
         backing_bytes(&pair.ha1, &(0..200 * MIB)),
@@ -157,6 +171,42 @@ fn holds(node: &ReplicadNode, range: &Range<u64>, pattern: u8) -> bool {
     backing_bytes(node, range)
         .iter()
         .all(|&byte| byte == pattern)
+}
+
+/// Under protocols A and B the Primary answers before the peer wrote, so
+/// overlapping writes can be in flight to the peer together: the peer must
+/// apply them in the order they were sent, or the replicas differ for good.
+#[test]
+fn overlapping_writes_in_flight_under_protocols_a_and_b_land_in_order_on_the_peer() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    const WINDOW: u64 = 2 * MIB;
+    for protocol in ["A", "B"] {
+        let pair = blank_primary_pair(&Extras {
+            protocol,
+            ..Extras::default()
+        });
+        // 64 KiB writes 12 KiB apart, the writers 4 KiB apart: each write
+        // overlaps a dozen others, within the first 2 MiB.
+        concurrent_writers(&pair, 0, 4096, 12 * 1024, 64 * 1024, 160);
+        let settled = wait_until(SETTLE_TIMEOUT, Duration::from_millis(200), || {
+            first_difference(pair.ha1.backing_path(), pair.ha2.backing_path(), WINDOW).is_none()
+        });
+        assert!(
+            settled.is_some(),
+            "protocol {protocol}: ha2's copy of the written window still differs from ha1's \
+             at byte {:?} after {SETTLE_TIMEOUT:?}",
+            first_difference(pair.ha1.backing_path(), pair.ha2.backing_path(), WINDOW)
+        );
+        assert!(
+            backing_bytes(&pair.ha1, &(0..4096))
+                .iter()
+                .all(|&byte| byte == 0x10),
+            "protocol {protocol}: the writers' data reached ha1's disk"
+        );
+    }
 }
 
 #[test]

@@ -1662,16 +1662,28 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
                 } else if protocol == ReplicationProtocol::B {
                     wire.send(Message::RecvAck { id: write.id });
                 }
+                // The range is held here, in the order the writes arrived:
+                // under protocols A and B the Primary may send an overlapping
+                // write before this one is applied, and it must land after.
+                let id = write.id;
+                let held = context
+                    .volume
+                    .hold_for_peer(write.offset, write.data.len() as u64)
+                    .await;
                 let volume = Arc::clone(&context.volume);
                 let out = wire.out.clone();
                 let resource = name.clone();
                 applying.retain(|task| !task.is_finished());
                 applying.push(tokio::spawn(async move {
-                    let id = write.id;
-                    let reply = match volume
-                        .apply_from_peer(write.offset, write.data.into_vec(), write.fua)
-                        .await
-                    {
+                    let written = match held {
+                        Ok(held) => {
+                            volume
+                                .write_held(held, write.data.into_vec(), write.fua)
+                                .await
+                        }
+                        Err(hold_error) => Err(hold_error),
+                    };
+                    let reply = match written {
                         Ok(()) if ack_written => Message::WriteAck { id },
                         Ok(()) => return,
                         Err(write_error) => {

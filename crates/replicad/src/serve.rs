@@ -18,8 +18,10 @@
 //! already hot, and a mirrored write from the peer, go into the page cache
 //! from the async thread, which saves two thread hand-overs per request.
 //!
-//! The peer link uses [`Volume::apply_from_peer`] and [`Volume::read_range`]
-//! for mirrored writes and resync, under the same [`RangeLock`].
+//! The peer link uses [`Volume::hold_for_peer`] with [`Volume::write_held`]
+//! and [`Volume::read_range`] for mirrored writes and resync, under the
+//! same [`RangeLock`]: it holds the range of each change in the order the
+//! peer sent them, then writes beside its receive loop.
 //!
 //! With `on-io-error detach`, a request that fails on the backing disk makes
 //! the volume Diskless, and that request and every later one is served
@@ -295,18 +297,6 @@ impl Volume {
             self.journal.out_of_sync(range.clone());
         }
         self.journal.after_write(range);
-    }
-
-    /// Applies a change the peer sent (a mirrored write or resync data),
-    /// ordered against local requests by the range lock.
-    pub async fn apply_from_peer(
-        self: &Arc<Self>,
-        offset: u64,
-        payload: Vec<u8>,
-        fua: bool,
-    ) -> io::Result<()> {
-        let held = self.hold_for_peer(offset, payload.len() as u64).await?;
-        self.write_held(held, payload, fua).await
     }
 
     /// Takes the range the peer changes next, so that a change the peer
