@@ -3,7 +3,9 @@
 //! vrrpd's notify_master / notify_backup would run them) expose the volume
 //! with nbdfuse and a loop device, fsck it, mount it and start a service,
 //! and undo all of it; running either twice does no harm, and a failing
-//! step is named. `haadm check` gives each Nagios exit code in a scenario
+//! step is named. A process holding the mount does not stop demote: it
+//! gets SIGTERM, then SIGKILL if it ignores that, unless
+//! `HAPAIR_KILL_USERS=no`, which names it and fails. `haadm check` gives each Nagios exit code in a scenario
 //! made for it, and writes the track file.
 //!
 //! The hooks run in the test's own namespaces, as on a real host: only
@@ -13,15 +15,18 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
 use hapair_lab::{
-    Finished, Lab, RESOURCE, ReplicadNode, VrrpInstance, Vrrpd, binary, lab_lock, path_arg,
-    program, require_root, run_bounded, run_ok, vrrpd_config, wait_until,
+    Finished, Lab, RESOURCE, ReplicadNode, VrrpInstance, Vrrpd, binary, installed_program,
+    lab_lock, path_arg, process_is_alive, program, require_root, run_bounded, run_ok, vrrpd_config,
+    wait_until,
 };
+use nix::sys::signal::Signal;
 
 use crate::common::{wait_for_state, with_margin};
 use crate::replicad_pair_kit::{
@@ -373,6 +378,244 @@ fn promote_and_demote_move_a_mounted_file_system_between_the_nodes() {
     assert_eq!(pair.ha1.status()["role"], "Primary");
     missing.demote(&[]).expect_code(0);
     missing.assert_undone();
+}
+
+/// Promotes `hooked`'s node with an ext4 file system on its volume: the
+/// first promote stops at fsck on the new, empty volume, the file system
+/// is made, the second promote mounts it.
+fn promote_with_a_file_system(hooked: &Hooked) {
+    expect_step_failure(&hooked.promote(&[]), "fsck", "fsck -p");
+    let devices = hooked.loop_devices();
+    assert_eq!(
+        devices.len(),
+        1,
+        "promote left its loop device: {devices:?}"
+    );
+    run_ok(&[path_arg(&program("mkfs.ext4")), "-q", "-F", &devices[0]]);
+    let promoted = hooked.promote(&[]);
+    promoted.expect_code(0);
+    assert!(is_mounted(&hooked.mountpoint), "{}", promoted.stdout);
+}
+
+/// How long a holder may take to be ready, and to end once killed.
+const HOLDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A process that keeps a mount busy: `sleep 600` whose working directory
+/// is in it, in a process group of its own. Dropping it (also while a test
+/// panics) SIGKILLs and reaps it. Declare it after the [`Hooked`] whose
+/// mount it holds, so that it drops first.
+struct Holder {
+    child: Child,
+    pid: u32,
+}
+
+impl Holder {
+    /// Starts the holder in `dir` and waits until it is `sleep` there;
+    /// with `ignore_term`, a `sleep` that ignores SIGTERM (the disposition
+    /// set by `trap '' TERM` survives the exec).
+    fn start(dir: &Path, ignore_term: bool) -> Holder {
+        let mut command = if ignore_term {
+            let mut command = Command::new("bash");
+            command.args(["-c", "trap '' TERM; exec sleep 600"]);
+            command
+        } else {
+            let mut command = Command::new("sleep");
+            command.arg("600");
+            command
+        };
+        command
+            .current_dir(dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        let holder = Holder {
+            pid: child.id(),
+            child,
+        };
+        let ready = wait_until(HOLDER_TIMEOUT, Duration::from_millis(20), || {
+            holder.comm() == "sleep"
+                && fs::read_link(format!("/proc/{}/cwd", holder.pid)).is_ok_and(|cwd| cwd == dir)
+                && (!ignore_term || holder.ignores_term())
+        });
+        assert!(
+            ready.is_some(),
+            "{command:?} (pid {}) is not a sleep in {} {}within {HOLDER_TIMEOUT:?}",
+            holder.pid,
+            dir.display(),
+            if ignore_term { "ignoring SIGTERM " } else { "" }
+        );
+        holder
+    }
+
+    /// Its command name, as fuser and ps show it ("" once it is gone).
+    fn comm(&self) -> String {
+        fs::read_to_string(format!("/proc/{}/comm", self.pid))
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned()
+    }
+
+    /// Whether SIGTERM is in its ignored set (SigIgn in /proc/PID/status).
+    fn ignores_term(&self) -> bool {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigIgn:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (Signal::SIGTERM as i32 - 1)) != 0)
+    }
+
+    fn is_alive(&self) -> bool {
+        process_is_alive(self.pid)
+    }
+
+    /// Waits for it to end (it was killed by someone else) and returns the
+    /// signal that ended it; panics if it still runs after
+    /// [`HOLDER_TIMEOUT`] or exited by itself.
+    fn ending_signal(&mut self) -> i32 {
+        let child = &mut self.child;
+        let mut status = None;
+        wait_until(HOLDER_TIMEOUT, Duration::from_millis(20), || {
+            status = child.try_wait().expect("cannot check the holder's status");
+            status.is_some()
+        });
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "holder {} still runs {HOLDER_TIMEOUT:?} after it should have been killed",
+                self.pid
+            )
+        });
+        status
+            .signal()
+            .unwrap_or_else(|| panic!("holder {} exited by itself: {status}", self.pid))
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // Already reaped or gone: both fine.
+        let _ = self.child.kill();
+        if let Err(error) = self.child.wait() {
+            eprintln!("cleanup: cannot reap holder {}: {error}", self.pid);
+        }
+    }
+}
+
+#[test]
+fn demote_kills_what_keeps_the_mount_busy_unless_told_not_to() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    installed_program("fuser", "psmisc");
+    let pair = synced_pair(&Extras::default());
+    let ha1 = Hooked::new(&pair.ha1);
+    promote_with_a_file_system(&ha1);
+    let mut holder = Holder::start(&ha1.mountpoint, false);
+    let named = format!("{} sleep (root)", holder.pid);
+    let still_serving = |what: &str, holder: &Holder| {
+        assert!(holder.is_alive(), "{what}: the holder was killed");
+        assert!(is_mounted(&ha1.mountpoint), "{what}: the mount is gone");
+        assert_eq!(pair.ha1.status()["role"], "Primary", "{what}");
+    };
+
+    // A value other than yes or no is a usage error, before any step.
+    let bad = run_bounded(
+        ha1.command("demote", &[], &[("HAPAIR_KILL_USERS", "maybe")]),
+        HOOK_TIMEOUT,
+    );
+    bad.expect_code(2);
+    assert!(
+        bad.stderr
+            .contains("HAPAIR_KILL_USERS must be yes or no, not 'maybe'"),
+        "{}",
+        bad.stderr
+    );
+    still_serving("HAPAIR_KILL_USERS=maybe", &holder);
+
+    // HAPAIR_KILL_USERS=no: the step fails naming the mount point and who
+    // holds it, kills nothing and leaves the node Primary.
+    let refused = run_bounded(
+        ha1.command("demote", &[], &[("HAPAIR_KILL_USERS", "no")]),
+        HOOK_TIMEOUT,
+    );
+    expect_step_failure(&refused, "umount", &format!("umount {}", ha1.mount_arg()));
+    assert!(
+        refused.stderr.contains(&format!("held by: {named}")),
+        "should name the holder {named:?}:\n{}",
+        refused.stderr
+    );
+    still_serving("HAPAIR_KILL_USERS=no", &holder);
+
+    // Run from inside the mount, demote would hold it itself: it refuses
+    // before killing anyone.
+    let mut inside = ha1.command("demote", &[], &[]);
+    inside.current_dir(&ha1.mountpoint);
+    let inside = run_bounded(inside, HOOK_TIMEOUT);
+    expect_step_failure(&inside, "umount", "working directory");
+    still_serving("demote run from inside the mount", &holder);
+
+    // The default: SIGTERM, which ends the holder; unmounted; Secondary.
+    let demoted = ha1.demote(&[]);
+    demoted.expect_code(0);
+    for said in [
+        format!("sending SIGTERM to its users: {named}"),
+        format!("umount: {} unmounted after SIGTERM", ha1.mount_arg()),
+        "secondary: demoted".to_owned(),
+    ] {
+        assert!(
+            demoted.stdout.contains(&said),
+            "demote should say {said:?}:\n{}",
+            demoted.stdout
+        );
+    }
+    assert!(
+        !demoted.stdout.contains("SIGKILL"),
+        "SIGTERM was enough:\n{}",
+        demoted.stdout
+    );
+    assert_eq!(holder.ending_signal(), Signal::SIGTERM as i32);
+    assert!(!holder.is_alive());
+    ha1.assert_undone();
+}
+
+#[test]
+fn demote_sigkills_a_mount_user_that_ignores_sigterm() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    installed_program("fuser", "psmisc");
+    let pair = synced_pair(&Extras::default());
+    let ha1 = Hooked::new(&pair.ha1);
+    promote_with_a_file_system(&ha1);
+    let mut holder = Holder::start(&ha1.mountpoint, true);
+    let named = format!("{} sleep (root)", holder.pid);
+
+    let demoted = run_bounded(
+        ha1.command("demote", &[], &[("HAPAIR_KILL_TIMEOUT", "1")]),
+        HOOK_TIMEOUT,
+    );
+    demoted.expect_code(0);
+    for said in [
+        format!("sending SIGTERM to its users: {named}"),
+        format!("still busy 1s after SIGTERM, sending SIGKILL to its users: {named}"),
+        format!("umount: {} unmounted after SIGKILL", ha1.mount_arg()),
+        "secondary: demoted".to_owned(),
+    ] {
+        assert!(
+            demoted.stdout.contains(&said),
+            "demote should say {said:?}:\n{}",
+            demoted.stdout
+        );
+    }
+    assert_eq!(holder.ending_signal(), Signal::SIGKILL as i32);
+    assert!(!holder.is_alive());
+    ha1.assert_undone();
 }
 
 /// Runs `haadm check ARGS` on `node`; panics unless it exits with `code`
