@@ -105,7 +105,7 @@ DEMO_START_US=$(lab_now_us)
 step "1. Packages and build"
 say "iproute2: the namespaces; jq: JSON states; libnbd-bin + fuse3: nbdfuse exposes the" \
     "volume as a file; e2fsprogs: ext4; python3: the HTTP file server; curl: the client."
-lab_install_packages iproute2 jq libnbd-bin fuse3 e2fsprogs python3 curl util-linux
+lab_install_packages iproute2 jq libnbd-bin fuse3 e2fsprogs python3 curl util-linux psmisc
 lab_build_all
 say "Programs: $LAB_BIN/{vrrpd,replicad,haadm,hookrun}"
 

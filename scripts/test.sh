@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 # on demand (its error filter); drbd-utils: drbdadm, the real drbd.conf
 # parser that haadm's drbd.conf reader is compared with; python3: the HTTP
 # file server of the end-to-end tests and the demo (scripts/fileserver.py);
-# curl, jq: the demo's client and its reading of JSON states.
-packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs nbdkit drbd-utils python3 curl jq)
+# curl, jq: the demo's client and its reading of JSON states; psmisc:
+# fuser, with which the demote hook finds and stops what keeps a mount busy.
+packages=(iproute2 procps keepalived tshark libnbd-bin qemu-utils fuse3 e2fsprogs nbdkit drbd-utils python3 curl jq psmisc)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -416,7 +416,7 @@ master_down_ms() {
 
 lab_init bench-failover
 lab_require_root
-lab_install_packages iproute2 keepalived jq libnbd-bin fuse3 e2fsprogs python3 curl util-linux
+lab_install_packages iproute2 keepalived jq libnbd-bin fuse3 e2fsprogs python3 curl util-linux psmisc
 if [[ $part == vrrp ]]; then lab_build_vrrpd; else lab_build_all; fi
 lab_up ha1 ha2 client
 echo "failover.sh: kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
