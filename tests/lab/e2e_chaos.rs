@@ -37,7 +37,6 @@
 //!   so that its demote hook unmounts and demotes it), `haadm down`, the
 //!   disk repaired, `haadm up` (it attaches and resyncs as SyncTarget),
 //!   vrrpd started again; the next rounds run on the repaired disk.
-//!
 //! - `BackupDiskFails` (only when `HAPAIR_CHAOS_KINDS` names it): the
 //!   BACKUP's backing store fails under load; with `on-io-error detach`
 //!   the Secondary must go Diskless and the Primary see it so, then `haadm
@@ -54,6 +53,17 @@
 //! `HAPAIR_CHAOS_FAULTS=N` runs N faults, and `HAPAIR_CHAOS_KINDS=A,B`
 //! draws from the named kinds only (e.g.
 //! `HAPAIR_CHAOS_KINDS=ReplicationCut,MasterDiskFails`).
+//!
+//! Known to fail today, whatever the new faults: a `BackupLinkDown` long
+//! enough for the BACKUP to become MASTER starts its promote hook, which
+//! goes on retrying `haadm primary` (refused: the peer is Primary) for up
+//! to a minute after the host went back to BACKUP, with the demote queued
+//! behind it. A fault on that host meanwhile replays them out of date:
+//! after `KillMasterHost` (or whatever makes it MASTER) it serves, then
+//! its stale demote stops the service; after `KillBackupReplicad` the stale
+//! promote makes the restarted BACKUP Primary before it reconnects, mounts
+//! the file system, and the pair splits (`HAPAIR_CHAOS_SEED=1796619348952599407
+//! HAPAIR_CHAOS_FAULTS=8` replays that).
 
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
