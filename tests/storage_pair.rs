@@ -13,6 +13,13 @@
 //! directory and mount point are. [`project_hooks`] are the project's own,
 //! `scripts/hooks/promote` and `demote`.
 //!
+//! The backing stores are plain files, or, with
+//! [`StorageOptions::failing_disks`], a [`FailingDisk`] per host (nbdkit's
+//! error filter behind nbdfuse) that a test makes fail and heal, its
+//! metadata then external in an ordinary file. [`StoragePair::cut_replication`]
+//! drops the replication traffic between the hosts while everything else
+//! (VRRP, the client's HTTP) still flows.
+//!
 //! Also the client's side: [`in_client`] runs code with its sockets in the
 //! client's namespace, [`http_put`] / [`http_get`] speak HTTP/1.0 to the
 //! service, and [`Writer`] uploads files in the background and records
@@ -43,7 +50,8 @@ use crate::keepalived::path_str;
 use crate::netns::{Host, Lab};
 use crate::process::process_is_alive;
 use crate::replicad::{
-    Finished, FuseExport, LoopDevice, RESOURCE, ReplicadNode, program, random_bytes, run_ok,
+    Finished, FuseExport, LoopDevice, NbdkitDisk, RESOURCE, ReplicadNode, path_arg, program,
+    random_bytes, run_ok,
 };
 use crate::support::{binary, installed_program, wait_until};
 use crate::vrrp_config::{Hooks, VrrpInstance, vrrpd_config};
@@ -59,6 +67,8 @@ pub const INSTANCE: &str = "VI_STORAGE";
 const CLIENT_HOST: usize = 3;
 /// The default size of each host's backing file.
 pub const BACKING_SIZE: u64 = 64 << 20;
+/// The TCP port replicad replicates on (both nodes listen on it).
+pub const REPLICATION_PORT: u16 = 7789;
 /// How long a sync, a resync or a promotion may take.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(20);
@@ -102,6 +112,11 @@ pub struct StorageOptions {
     /// their name and environment to the node's record; see
     /// [`StorageHost::handler_calls`].
     pub recorded_handlers: Vec<&'static str>,
+    /// Each host's backing store is a [`FailingDisk`] of `backing_size`
+    /// bytes ([`StorageHost::failing_disk`]) rather than a plain file, with
+    /// the metadata external (an ordinary file beside the node's), so that
+    /// only data I/O meets the disk's errors.
+    pub failing_disks: bool,
 }
 
 impl StorageOptions {
@@ -114,6 +129,7 @@ impl StorageOptions {
             backing_size: BACKING_SIZE,
             hooks,
             recorded_handlers: Vec::new(),
+            failing_disks: false,
         }
     }
 
@@ -148,6 +164,9 @@ pub struct StorageHost {
     vrrpd: Option<Vrrpd>,
     vrrp_yaml: String,
     pub node: ReplicadNode,
+    /// The backing store when it is a [`FailingDisk`]; dropped after the
+    /// node, whose daemon uses it.
+    disk: Option<FailingDisk>,
     host: Host,
     config_dir: PathBuf,
     run_dir: PathBuf,
@@ -191,6 +210,22 @@ impl StorageHost {
             return None;
         }
         vrrpd.instance_state(INSTANCE)
+    }
+
+    /// The backing store, when the pair was built with
+    /// [`StorageOptions::failing_disks`].
+    pub fn failing_disk(&self) -> Option<&FailingDisk> {
+        self.disk.as_ref()
+    }
+
+    /// The file holding the volume's data: byte N of the volume is byte N
+    /// of it (the failing disk, or the backing file with internal
+    /// metadata).
+    pub fn data_path(&self) -> PathBuf {
+        self.disk.as_ref().map_or_else(
+            || self.node.backing_path().to_path_buf(),
+            |disk| disk.disk.file(),
+        )
     }
 
     pub fn holds_vip(&self) -> bool {
@@ -467,6 +502,24 @@ impl StoragePair {
         }
     }
 
+    /// Drops the replication traffic between h1 and h2 (TCP to or from
+    /// [`REPLICATION_PORT`]) from now until the returned cut is healed or
+    /// dropped, silently, as a broken path would: nothing is refused or
+    /// reset. VRRP, ARP and the client's traffic still flow. See
+    /// [`ReplicationCut`] for how.
+    pub fn cut_replication(&self) -> ReplicationCut {
+        let mut cut = ReplicationCut {
+            namespaces: Vec::new(),
+        };
+        for host in &self.hosts {
+            // Recorded first: should a step fail, the cut's Drop removes
+            // what was put in place.
+            cut.namespaces.push(host.host.namespace().to_owned());
+            drop_replication_packets(host.host.namespace());
+        }
+        cut
+    }
+
     /// Makes the client send whatever it sends to the virtual IP to host
     /// `index`'s MAC address (a permanent neighbour entry), whoever else
     /// holds the address.
@@ -518,15 +571,15 @@ impl StoragePair {
     }
 
     /// Compares the data area (the volume's usable size) of both backing
-    /// files; the metadata behind it is each node's own. Panics at the
-    /// first difference.
+    /// stores; the metadata (behind it, or in a file of its own) is each
+    /// node's own. Panics at the first difference.
     pub fn assert_backing_stores_identical(&self) {
         let size = self.hosts[0].status().expect("h1's replicad answers")["size"]
             .as_u64()
             .expect("status has the size");
         let (mut first, mut second) = (
-            File::open(self.hosts[0].node.backing_path()).expect("open h1's backing file"),
-            File::open(self.hosts[1].node.backing_path()).expect("open h2's backing file"),
+            File::open(self.hosts[0].data_path()).expect("open h1's backing store"),
+            File::open(self.hosts[1].data_path()).expect("open h2's backing store"),
         );
         let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
         let mut offset = 0u64;
@@ -541,7 +594,7 @@ impl StoragePair {
             if a[..len] != b[..len] {
                 let at = (0..len).find(|&i| a[i] != b[i]).expect("a difference");
                 panic!(
-                    "the backing files differ at byte {} of the {size}-byte volume",
+                    "the backing stores differ at byte {} of the {size}-byte volume",
                     offset + at as u64
                 );
             }
@@ -602,14 +655,202 @@ impl Drop for StoragePair {
     }
 }
 
+/// The replication traffic of the storage hosts being dropped: on each
+/// host's eth0, while the cut lasts, an HTB root qdisc sends TCP packets
+/// to or from [`REPLICATION_PORT`] (two u32 filters) to a class whose
+/// queue is a `pfifo` of limit 0, which drops every packet it is given;
+/// everything else goes to a default class with room to spare (10 Gbit/s).
+/// This needs only iproute2's `tc` and the kernel's HTB and u32 (the lab
+/// has no nftables or iptables), and lives in the hosts' namespaces only.
+/// [`ReplicationCut::heal`] removes the qdiscs and says how many packets
+/// were dropped; dropping the cut unhealed (a panicking test) removes them
+/// too.
+pub struct ReplicationCut {
+    namespaces: Vec<String>,
+}
+
+impl ReplicationCut {
+    /// Lets the replication traffic through again; returns the number of
+    /// packets the cut dropped, on both hosts together.
+    pub fn heal(mut self) -> u64 {
+        let mut dropped = 0;
+        // Each namespace leaves the list once healed: should a step fail,
+        // Drop removes the rest.
+        while let Some(namespace) = self.namespaces.last() {
+            dropped += dropped_replication_packets(namespace);
+            run_ok(&[
+                tc_program(),
+                "-n",
+                namespace,
+                "qdisc",
+                "del",
+                "dev",
+                "eth0",
+                "root",
+            ]);
+            self.namespaces.pop();
+        }
+        dropped
+    }
+}
+
+impl Drop for ReplicationCut {
+    /// Removes what [`ReplicationCut::heal`] did not; never panics (it
+    /// also runs while a test unwinds). A namespace already gone took its
+    /// qdiscs with it.
+    fn drop(&mut self) {
+        for namespace in &self.namespaces {
+            let _ = std::process::Command::new(tc_program())
+                .args(["-n", namespace, "qdisc", "del", "dev", "eth0", "root"])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn tc_program() -> &'static str {
+    static TC: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    path_str(TC.get_or_init(|| installed_program("tc", "iproute2")))
+}
+
+/// Puts the qdiscs and filters of a [`ReplicationCut`] on eth0 of
+/// network namespace `namespace`.
+fn drop_replication_packets(namespace: &str) {
+    let port = REPLICATION_PORT.to_string();
+    let tc = |args: &[&str]| {
+        let mut argv = vec![tc_program(), "-n", namespace];
+        argv.extend_from_slice(args);
+        run_ok(&argv);
+    };
+    tc(&[
+        "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "1",
+    ]);
+    tc(&[
+        "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit",
+        "quantum", "200000",
+    ]);
+    tc(&[
+        "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:2", "htb", "rate", "8bit",
+        "quantum", "1514",
+    ]);
+    tc(&[
+        "qdisc", "add", "dev", "eth0", "parent", "1:2", "handle", "2:", "pfifo", "limit", "0",
+    ]);
+    for direction in ["dport", "sport"] {
+        tc(&[
+            "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+            "match", "ip", "protocol", "6", "0xff", "match", "ip", direction, &port, "0xffff",
+            "flowid", "1:2",
+        ]);
+    }
+}
+
+/// The packets the dropping queue of a [`ReplicationCut`] on eth0 of
+/// `namespace` dropped (`tc -s -j qdisc show`, the qdisc with handle 2:).
+fn dropped_replication_packets(namespace: &str) -> u64 {
+    let shown = run_ok(&[
+        tc_program(),
+        "-n",
+        namespace,
+        "-s",
+        "-j",
+        "qdisc",
+        "show",
+        "dev",
+        "eth0",
+    ]);
+    let qdiscs: Value = serde_json::from_str(&shown.stdout)
+        .unwrap_or_else(|error| panic!("tc -j printed no JSON ({error}): {}", shown.stdout));
+    qdiscs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|qdisc| qdisc["handle"] == "2:")
+        .and_then(|qdisc| qdisc["drops"].as_u64())
+        .unwrap_or_else(|| panic!("{namespace}: no dropping qdisc 2: on eth0: {qdiscs}"))
+}
+
+/// A backing disk that fails on demand: nbdkit's memory plugin behind its
+/// error filter, exposed as a regular file by nbdfuse ([`NbdkitDisk`]);
+/// every request to it fails with EIO while a trigger file exists. Its
+/// content lives as long as the disk, whatever happens to the node using
+/// it (a killed host's disk keeps what was written to it).
+pub struct FailingDisk {
+    pub disk: NbdkitDisk,
+    trigger: PathBuf,
+}
+
+impl FailingDisk {
+    /// A 64 MiB disk.
+    pub fn start() -> FailingDisk {
+        FailingDisk::with_size(64 << 20)
+    }
+
+    /// A disk of `size` bytes.
+    pub fn with_size(size: u64) -> FailingDisk {
+        let disk = NbdkitDisk::start(|dir| {
+            let trigger = failing_disk_trigger(dir);
+            vec![
+                "--filter=error".into(),
+                "memory".into(),
+                size.to_string(),
+                "error=EIO".into(),
+                "error-rate=100%".into(),
+                format!("error-file={}", path_arg(&trigger)),
+            ]
+        });
+        let trigger = failing_disk_trigger(disk.dir());
+        FailingDisk { disk, trigger }
+    }
+
+    /// Every request to the disk fails from now on.
+    pub fn fail(&self) {
+        fs::write(&self.trigger, b"")
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", self.trigger.display()));
+    }
+
+    /// The disk works again.
+    pub fn heal(&self) {
+        fs::remove_file(&self.trigger)
+            .unwrap_or_else(|error| panic!("cannot remove {}: {error}", self.trigger.display()));
+    }
+
+    /// Drops the disk file's pages from the page cache, so that the next
+    /// read of them asks the disk.
+    pub fn evict_cache(&self) {
+        let input = format!("if={}", path_arg(&self.disk.file()));
+        run_ok(&["dd", &input, "iflag=nocache", "count=0", "status=none"]);
+    }
+
+    /// True once nbdkit has failed a request on purpose.
+    pub fn has_failed_requests(&self) -> bool {
+        self.disk.server_log().contains("injecting EIO error")
+    }
+}
+
+fn failing_disk_trigger(dir: &Path) -> PathBuf {
+    dir.join("fail-now")
+}
+
 /// Host `index`'s configuration and replicad node, up and connecting.
 fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHost {
     let host = lab.host(index).clone();
+    let disk = options
+        .failing_disks
+        .then(|| FailingDisk::with_size(options.backing_size));
+    let data = disk.as_ref().map(|disk| disk.disk.file());
+    // With a disk of its own, the node's backing file is left empty: its
+    // place only names where the metadata and the handler record go.
+    let backing_size = if data.is_some() {
+        0
+    } else {
+        options.backing_size
+    };
     let mut node = ReplicadNode::with_config(
         host.name(),
         Some(host.namespace()),
-        options.backing_size,
-        |backing| resource_yaml(backing, &options.recorded_handlers),
+        backing_size,
+        |backing| resource_yaml(backing, data.as_deref(), &options.recorded_handlers),
     );
     let mountpoint = node.dir().join("mnt");
     let service_dir = node.dir().join("service");
@@ -625,6 +866,7 @@ fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHos
         config_dir: node.config_dir(),
         run_dir: node.run_dir(),
         node,
+        disk,
         host,
         mountpoint,
         service_dir,
@@ -634,15 +876,22 @@ fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHos
     storage
 }
 
-/// `r0` between h1 (10.99.0.1) and h2 (10.99.0.2): protocol C, online
+/// `r0` between h1 (10.99.0.1) and h2 (10.99.0.2) on
+/// [`REPLICATION_PORT`], its data on `data` with the metadata in a file
+/// beside `backing` when given, else on `backing` with internal metadata:
+/// protocol C, online
 /// verify, a dead peer noticed within about 4 s (ping-int 3 s + ping-timeout 1 s; a
-/// request unanswered for 2.5 s counts as a dead peer too), split brain left to the
+/// request unanswered for 2.5 s sends a ping at once), split brain left to the
 /// operator, a resync of 10 MiB/s while the client writes (the default,
 /// 250 KiB/s, would take minutes over the hot extents of a crashed
 /// Primary), and the `recorded` handlers writing to the handler record
 /// beside `backing`.
-fn resource_yaml(backing: &Path, recorded: &[&str]) -> String {
-    let disk = path_str(backing);
+fn resource_yaml(backing: &Path, data: Option<&Path>, recorded: &[&str]) -> String {
+    let disk = path_str(data.unwrap_or(backing));
+    let meta_disk = match data {
+        Some(_) => path_str(&backing.with_extension("md")).to_owned(),
+        None => "internal".to_owned(),
+    };
     let record = handler_record_beside(backing);
     let mut handlers = String::new();
     for name in recorded {
@@ -664,8 +913,8 @@ fn resource_yaml(backing: &Path, recorded: &[&str]) -> String {
          disk: {{on-io-error: detach, resync-rate: 10M}}\n\
          {handlers}\
          nodes:\n  \
-           h1: {{address: \"10.99.0.1:7789\", disk: {disk}, meta-disk: internal}}\n  \
-           h2: {{address: \"10.99.0.2:7789\", disk: {disk}, meta-disk: internal}}\n"
+           h1: {{address: \"10.99.0.1:{REPLICATION_PORT}\", disk: {disk}, meta-disk: {meta_disk}}}\n  \
+           h2: {{address: \"10.99.0.2:{REPLICATION_PORT}\", disk: {disk}, meta-disk: {meta_disk}}}\n"
     )
 }
 

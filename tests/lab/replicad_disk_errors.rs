@@ -4,6 +4,8 @@
 //! with EIO while a trigger file exists. The metadata is external, in an
 //! ordinary file, so that only data I/O fails.
 //!
+//! The disk is [`FailingDisk`], shared with the storage pair's harness.
+//!
 //! The backing file is read through the kernel's page cache, so before the
 //! disk fails the test evicts the file's cached pages (`dd iflag=nocache`):
 //! the failing read then really reaches the disk. qemu-io's NBD client keeps
@@ -17,17 +19,17 @@
 //!   handler runs with the resource in its environment.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// The failing disk (also used by `replicad_pair_disk_errors`): it lives
+/// with the storage pair's harness, whose chaos test fails it too.
+pub use hapair_lab::storage_pair::FailingDisk;
 use hapair_lab::{
-    Finished, NODE, NbdkitDisk, RESOURCE, ReplicadNode, free_loopback_port, lab_lock, path_arg,
-    program, require_root, run_bounded, run_ok, wait_until,
+    Finished, NODE, RESOURCE, ReplicadNode, free_loopback_port, lab_lock, path_arg, program,
+    require_root, run_bounded, wait_until,
 };
 
-/// The size of the failing disk, as nbdkit's memory plugin takes it.
-const DISK_SIZE: &str = "64M";
 const MIB: u64 = 1 << 20;
 /// Written and read back while the disk works, read again once it fails.
 const WRITTEN_OFFSET: u64 = 0;
@@ -39,54 +41,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 /// What a client prints for EIO.
 const EIO_TEXT: &str = "Input/output error";
-
-/// The nbdkit disk and the file whose existence makes it fail (also used
-/// by `replicad_pair_disk_errors`).
-pub struct FailingDisk {
-    pub disk: NbdkitDisk,
-    trigger: PathBuf,
-}
-
-impl FailingDisk {
-    pub fn start() -> FailingDisk {
-        let disk = NbdkitDisk::start(|dir| {
-            let trigger = trigger_path(dir);
-            vec![
-                "--filter=error".into(),
-                "memory".into(),
-                DISK_SIZE.into(),
-                "error=EIO".into(),
-                "error-rate=100%".into(),
-                format!("error-file={}", path_arg(&trigger)),
-            ]
-        });
-        let trigger = trigger_path(disk.dir());
-        FailingDisk { disk, trigger }
-    }
-
-    /// Every request to the disk fails from now on.
-    pub fn fail(&self) {
-        fs::write(&self.trigger, b"")
-            .unwrap_or_else(|error| panic!("cannot create {}: {error}", self.trigger.display()));
-    }
-
-    /// The disk works again.
-    pub fn heal(&self) {
-        fs::remove_file(&self.trigger)
-            .unwrap_or_else(|error| panic!("cannot remove {}: {error}", self.trigger.display()));
-    }
-
-    /// Drops the disk file's pages from the page cache, so that the next
-    /// read of them asks the disk.
-    pub fn evict_cache(&self) {
-        let input = format!("if={}", path_arg(&self.disk.file()));
-        run_ok(&["dd", &input, "iflag=nocache", "count=0", "status=none"]);
-    }
-}
-
-fn trigger_path(dir: &Path) -> PathBuf {
-    dir.join("fail-now")
-}
 
 /// The resource on `disk` with `on-io-error: policy`, metadata external
 /// beside the node's (unused) default backing file, and `handlers` (YAML
