@@ -161,7 +161,7 @@ lab_storage_failover_timeline ha2 client "$killed_us" "$STEP_TIMEOUT_MS" ||
     lab_fail "the failover did not complete within $((STEP_TIMEOUT_MS / 1000)) s (seen: ${!LAB_FAILOVER_MS[*]})"
 say "" "Failover timeline, from the kill:" \
     "  $(seconds "${LAB_FAILOVER_MS[vip]}")  ha2 holds the virtual IP (VRRP: 3 × 0.2 s adverts missed + skew)" \
-    "  $(seconds "${LAB_FAILOVER_MS[primary]}")  r0 is Primary on ha2 (once replicad noticed the peer gone: ping-int + ping-timeout)" \
+    "  $(seconds "${LAB_FAILOVER_MS[primary]}")  r0 is Primary on ha2 (the promote hook's first try pings ha1: ping-timeout later it is given up)" \
     "  $(seconds "${LAB_FAILOVER_MS[mounted]}")  the ext4 is mounted on ha2 (after fsck replayed its journal)" \
     "  $(seconds "${LAB_FAILOVER_MS[http]}")  HTTP answers on $LAB_VIP again"
 

@@ -432,7 +432,8 @@ protocol: C
 net:
   shared-secret: "lab-secret"
   verify-alg: crc32c
-  # A dead peer is noticed within ping-int + ping-timeout (1 s + 0.5 s).
+  # A dead peer is noticed within ping-int + ping-timeout (1 s + 0.5 s), or
+  # within ping-timeout of a promotion refused while it looked Primary.
   ping-int: 1
   ping-timeout: 5
   timeout: 8
