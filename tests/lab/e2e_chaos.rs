@@ -37,14 +37,10 @@
 //!   so that its demote hook unmounts and demotes it), `haadm down`, the
 //!   disk repaired, `haadm up` (it attaches and resyncs as SyncTarget),
 //!   vrrpd started again; the next rounds run on the repaired disk.
-//! - `BackupDiskFails` (only when `HAPAIR_CHAOS_KINDS` names it): the
-//!   BACKUP's backing store fails under load; with `on-io-error detach`
-//!   the Secondary must go Diskless and the Primary see it so, then `haadm
-//!   down`, the disk mended, `haadm up` resync it. It fails today: a
-//!   Secondary whose disk fails logs "cannot apply the peer's write" for
-//!   each mirrored write and stays UpToDate (status and `haadm check` say
-//!   UpToDate/UpToDate on both nodes), so a failover to it afterwards
-//!   serves a copy without the writes acknowledged meanwhile.
+//! - `BackupDiskFails`: the BACKUP's backing store fails under load; with
+//!   `on-io-error detach` the Secondary goes Diskless and the Primary sees
+//!   it so (no failover would take that copy for UpToDate), then `haadm
+//!   down`, the disk mended, `haadm up` resync it.
 //!
 //! The schedule is a sequence of seeded shuffles of the fault kinds, cut to
 //! the number of faults: the short CI run (the default) is one shuffle, so
@@ -93,7 +89,7 @@ enum Fault {
     BackupDiskFails,
 }
 
-const FAULTS: [Fault; 7] = [
+const FAULTS: [Fault; 8] = [
     Fault::KillMasterHost,
     Fault::Switchover,
     Fault::KillBackupReplicad,
@@ -101,11 +97,8 @@ const FAULTS: [Fault; 7] = [
     Fault::BackupLinkDown,
     Fault::ReplicationCut,
     Fault::MasterDiskFails,
+    Fault::BackupDiskFails,
 ];
-
-/// Faults that only run when `HAPAIR_CHAOS_KINDS` names them: each fails
-/// today because of a known defect (see the module docs).
-const OPT_IN_FAULTS: [Fault; 1] = [Fault::BackupDiskFails];
 
 /// xorshift64*: a small, seedable generator; the schedule must replay
 /// exactly from its seed.
@@ -169,13 +162,9 @@ fn env_kinds() -> Vec<Fault> {
         .map(|name| {
             FAULTS
                 .into_iter()
-                .chain(OPT_IN_FAULTS)
                 .find(|fault| format!("{fault:?}") == name)
                 .unwrap_or_else(|| {
-                    panic!(
-                        "HAPAIR_CHAOS_KINDS: no fault {name:?}; the faults are {FAULTS:?} and, \
-                         named only, {OPT_IN_FAULTS:?}"
-                    )
+                    panic!("HAPAIR_CHAOS_KINDS: no fault {name:?}; the faults are {FAULTS:?}")
                 })
         })
         .collect();

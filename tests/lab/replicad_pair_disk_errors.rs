@@ -6,6 +6,9 @@
 //! misses: once the disk works again, down and up on the old Primary
 //! resync only those blocks from the peer.
 //!
+//! The same with the Secondary's disk failing under mirrored writes: it
+//! detaches too, and the Primary keeps serving and records what it misses.
+//!
 //! The failing disk is the one of `replicad_disk_errors` (nbdkit's error
 //! filter behind nbdfuse); both nodes keep their metadata external.
 
@@ -16,8 +19,8 @@ use hapair_lab::{RESOURCE, lab_lock, path_arg, program, read_file_range, require
 
 use crate::replicad_disk_errors::FailingDisk;
 use crate::replicad_pair_kit::{
-    Extras, backing_bytes, handler_calls, in_sync, resynced_bytes, synced_pair, wait_for,
-    wait_for_status,
+    Extras, backing_bytes, handler_calls, in_sync, qemu_io, resynced_bytes, synced_pair, wait_for,
+    wait_for_status, write_pattern,
 };
 
 const MIB: u64 = 1 << 20;
@@ -162,6 +165,106 @@ fn detach_serves_through_the_peer_and_reattach_resyncs() {
         assert!(
             bytes == filled(range, byte),
             "ha1's re-attached disk holds {byte:#x} at {range:?}"
+        );
+    }
+}
+
+/// The Secondary's disk fails under mirrored writes: with `on-io-error
+/// detach` it becomes Diskless, so that no one takes its copy for UpToDate
+/// any more, and the Primary goes on serving, recording what the peer
+/// misses. Once the disk works again, down and up on the Secondary resync
+/// just that.
+#[test]
+fn a_secondary_whose_disk_fails_detaches_and_the_primary_keeps_serving() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let disk = FailingDisk::start();
+    let pair = synced_pair(&Extras {
+        ha2_disk: Some(disk.disk.file()),
+        recorded_handlers: vec!["local-io-error"],
+        ..Extras::default()
+    });
+    let ha2_holds = |range: &Range<u64>, byte: u8| {
+        read_file_range(
+            &disk.disk.file(),
+            range.start,
+            (range.end - range.start) as usize,
+        )
+        .is_ok_and(|bytes| bytes == filled(range, byte))
+    };
+    write_pattern(&pair.ha1, &BEFORE, 0xa1);
+    assert!(
+        ha2_holds(&BEFORE, 0xa1),
+        "the mirrored write reached ha2's disk"
+    );
+
+    disk.fail();
+    write_pattern(&pair.ha1, &AFTER, 0xb2);
+    assert!(disk.has_failed_requests(), "the disk really failed");
+    let ha2 = wait_for_status(&pair.ha2, "ha2 Diskless", |status| {
+        status["disk"] == "Diskless"
+    });
+    assert_eq!(ha2["role"], "Secondary", "{ha2}");
+    let ha1 = wait_for_status(&pair.ha1, "ha1 seeing its peer Diskless", |status| {
+        status["peer"]["disk"] == "Diskless"
+    });
+    assert_eq!(ha1["disk"], "UpToDate", "{ha1}");
+    assert_eq!(ha1["role"], "Primary", "{ha1}");
+    assert!(
+        pair.ha2
+            .daemon()
+            .log()
+            .contains("detached (on-io-error detach)"),
+        "{}",
+        pair.ha2.daemon().log()
+    );
+    wait_for(
+        "the local-io-error handler on ha2",
+        || !handler_calls(&pair.ha2, "local-io-error").is_empty(),
+        || pair.ha2.daemon().log(),
+    );
+    // A Diskless Secondary is no copy to fail over to.
+    let refused = pair.ha2.haadm(&["primary", RESOURCE, "--force"]);
+    assert!(
+        refused.code() != Some(0) && refused.all_output().contains("Diskless"),
+        "{}",
+        refused.all_output()
+    );
+    // ha1 still serves, durably too, the write made while the peer was
+    // failing included.
+    qemu_io(
+        &pair.ha1,
+        &[format!(
+            "write -f -P 0xc3 {} {}",
+            AFTER_FUA.start,
+            AFTER_FUA.end - AFTER_FUA.start
+        )],
+    );
+    for (range, byte) in [(&BEFORE, 0xa1), (&AFTER, 0xb2), (&AFTER_FUA, 0xc3)] {
+        assert!(
+            pair.ha1.read_export(range.clone()) == filled(range, byte),
+            "ha1 serves {byte:#x} at {range:?}"
+        );
+    }
+
+    disk.heal();
+    pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
+    let before_resync = resynced_bytes(&pair.ha1);
+    pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
+    wait_for_status(&pair.ha2, "the resync after the re-attach", in_sync);
+    wait_for_status(&pair.ha1, "the resync after the re-attach", in_sync);
+    let crossed = resynced_bytes(&pair.ha1) - before_resync;
+    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
+    assert!(
+        crossed >= dirtied && crossed <= dirtied + MIB,
+        "a bitmap resync of what ha2 missed ({dirtied} bytes), not a full one: {crossed} bytes crossed"
+    );
+    for (range, byte) in [(&BEFORE, 0xa1), (&AFTER, 0xb2), (&AFTER_FUA, 0xc3)] {
+        assert!(
+            ha2_holds(range, byte),
+            "ha2's re-attached disk holds {byte:#x} at {range:?}"
         );
     }
 }

@@ -338,21 +338,47 @@ impl Volume {
                 held.range
             )));
         }
-        if !fua && payload.len() <= INLINE_WRITE {
+        let written = if !fua && payload.len() <= INLINE_WRITE {
             // Into the page cache: cheaper than the two thread hand-overs
             // of `blocking`, which dominated a small mirrored write.
-            return self.file.write_all_at(&payload, offset);
+            self.file.write_all_at(&payload, offset)
+        } else {
+            let volume = Arc::clone(self);
+            let _guard = held.guard;
+            blocking(move || {
+                volume.file.write_all_at(&payload, offset)?;
+                if fua {
+                    volume.file.sync_data()?;
+                }
+                Ok(())
+            })
+            .await
+        };
+        if let Err(error) = &written {
+            self.peer_write_failed(error);
         }
-        let volume = Arc::clone(self);
-        let _guard = held.guard;
-        blocking(move || {
-            volume.file.write_all_at(&payload, offset)?;
-            if fua {
-                volume.file.sync_data()?;
+        written
+    }
+
+    /// A change from the peer failed on the backing disk: `on-io-error`
+    /// applies as to a local request. `detach` makes this node Diskless
+    /// (its State tells the peer, which stops counting on this disk);
+    /// otherwise the error goes back to the peer, which marks the range out
+    /// of sync, and `call-local-io-error` runs the handler.
+    fn peer_write_failed(&self, error: &io::Error) {
+        match self.on_io_error {
+            OnIoError::Detach => self.detach(error),
+            policy => {
+                warn!(
+                    "{}: I/O error on a write from the peer, passed back to it (it marks the \
+                     range out of sync): {error}",
+                    self.name
+                );
+                if policy == OnIoError::CallLocalIoError {
+                    self.call_local_io_error_handler();
+                }
             }
-            Ok(())
-        })
-        .await
+        }
     }
 
     /// Reads `range` for the peer (resync), ordered against local writes.
@@ -524,10 +550,14 @@ impl Volume {
     fn io_failed(&self, error: &io::Error) -> Errno {
         warn!("{}: I/O error passed on to the client: {error}", self.name);
         if self.on_io_error == OnIoError::CallLocalIoError {
-            info!("{}: calling the local-io-error handler", self.name);
-            self.helpers.call(Handler::LocalIoError);
+            self.call_local_io_error_handler();
         }
         Errno::from(error)
+    }
+
+    fn call_local_io_error_handler(&self) {
+        info!("{}: calling the local-io-error handler", self.name);
+        self.helpers.call(Handler::LocalIoError);
     }
 
     /// `on-io-error detach`: the disk is given up (once), the peer is told
