@@ -4,8 +4,8 @@
 //! known fenced.
 //!
 //! - The handler exits 7 (STONITH) once the test lets it: until then a
-//!   write whose peer ack was lost and a write issued after the loss are
-//!   both unanswered, status says `suspended:fencing` and events a resource
+//!   write whose peer ack was lost, and a write and a read issued after the
+//!   loss, are all unanswered, status says `suspended:fencing` and events a resource
 //!   change; then both are answered and the data is on ha1's disk.
 //! - The handler exits 1 (fencing failed): I/O stays frozen, `haadm check`
 //!   is CRITICAL, and only `haadm resume-io` lets the write through.
@@ -32,6 +32,8 @@ const MIB: u64 = 1024 * 1024;
 const IN_FLIGHT: Range<u64> = 2 * MIB..2 * MIB + 64 * 1024;
 /// Written once the peer is lost.
 const AFTER_LOSS: Range<u64> = 5 * MIB..5 * MIB + 64 * 1024;
+/// Read once the peer is lost: no write holds it.
+const UNTOUCHED: u64 = 8 * MIB;
 const PATTERN: u8 = 0x6c;
 /// How long a write that must wait is watched waiting.
 const HELD: Duration = Duration::from_secs(3);
@@ -74,32 +76,50 @@ fn wait_for_handler_call(node: &ReplicadNode) {
     );
 }
 
-/// A qemu-io writing [`PATTERN`] over `range` on `node`.
-fn start_writing(node: &ReplicadNode, range: &Range<u64>) -> Proc {
-    let qemu_io = program("qemu-io");
-    let command = format!(
-        "write -P {PATTERN} {} {}",
-        range.start,
-        range.end - range.start
-    );
+/// A qemu-io running `command` on `node`'s export. Its output is
+/// line-buffered, so that the line saying the request was answered shows
+/// at once ([`answered`]): the client's end says less, as qemu-io sends a
+/// FLUSH when it closes, which waits on its own.
+fn start_qemu_io(node: &ReplicadNode, command: &str) -> Proc {
+    let (stdbuf, qemu_io) = (program("stdbuf"), program("qemu-io"));
     node.spawn(
         &[
+            path_arg(&stdbuf),
+            "-oL",
             path_arg(&qemu_io),
             "-f",
             "raw",
             &node.nbd_uri(),
             "-c",
-            &command,
+            command,
         ],
         &[("QEMU_IO_OPTIONS", "")],
     )
 }
 
+/// A qemu-io writing [`PATTERN`] over `range` on `node`.
+fn start_writing(node: &ReplicadNode, range: &Range<u64>) -> Proc {
+    start_qemu_io(
+        node,
+        &format!(
+            "write -P {PATTERN} {} {}",
+            range.start,
+            range.end - range.start
+        ),
+    )
+}
+
+/// True once qemu-io printed that its request was answered (`wrote N/N
+/// bytes at offset X`, `read ...`).
+fn answered(client: &Proc) -> bool {
+    client.log().contains(" bytes at offset ")
+}
+
 fn assert_unanswered(client: &mut Proc, node: &ReplicadNode, what: &str) {
     let ended = client.wait_timeout(HELD);
     assert!(
-        ended.is_none(),
-        "{what}: the write must wait while I/O is suspended, it ended ({ended:?}):\n{}\n{}",
+        ended.is_none() && !answered(client),
+        "{what}: the request must wait while I/O is suspended ({ended:?}):\n{}\n{}",
         client.log(),
         node.daemon().log()
     );
@@ -109,8 +129,10 @@ fn assert_answered(client: &mut Proc, node: &ReplicadNode, what: &str) {
     let ended = client.wait_timeout(ANSWER_TIMEOUT);
     let output = client.log();
     assert!(
-        ended.is_some_and(|status| status.success()) && !output.contains("error"),
-        "{what}: the write should be answered within {ANSWER_TIMEOUT:?} ({ended:?}):\n{output}\n{}",
+        ended.is_some_and(|status| status.success())
+            && answered(client)
+            && !output.contains("error"),
+        "{what}: the request should be answered within {ANSWER_TIMEOUT:?} ({ended:?}):\n{output}\n{}",
         node.daemon().log()
     );
 }
@@ -163,8 +185,10 @@ fn a_frozen_primary_answers_nothing_until_fence_peer_stoniths_the_peer() {
     wait_for_status(&pair.ha1, "I/O suspended", |s| s["suspended"] == true);
     wait_for_handler_call(&pair.ha1);
     let mut after_loss = start_writing(&pair.ha1, &AFTER_LOSS);
+    let mut read = start_qemu_io(&pair.ha1, &format!("read {UNTOUCHED} 4096"));
     assert_unanswered(&mut in_flight, &pair.ha1, "the write whose ack was lost");
     assert_unanswered(&mut after_loss, &pair.ha1, "the write after the loss");
+    assert_unanswered(&mut read, &pair.ha1, "a read after the loss");
     assert!(
         suspended(&pair.ha1),
         "still suspended while fence-peer runs"
@@ -181,6 +205,7 @@ fn a_frozen_primary_answers_nothing_until_fence_peer_stoniths_the_peer() {
     release_handler(&pair.ha1);
     assert_answered(&mut in_flight, &pair.ha1, "the write whose ack was lost");
     assert_answered(&mut after_loss, &pair.ha1, "the write after the loss");
+    assert_answered(&mut read, &pair.ha1, "the read after the loss");
     assert!(!suspended(&pair.ha1), "resumed once the peer was fenced");
     assert_on_disk(&pair.ha1, &AFTER_LOSS);
     assert!(
