@@ -576,6 +576,7 @@ pub fn program(name: &str) -> PathBuf {
         "nbdkit" => "nbdkit",
         "fio" => "fio",
         "losetup" | "mount" | "umount" => "mount",
+        "stdbuf" => "coreutils",
         other => panic!("no Debian package known for {other}"),
     };
     installed_program(name, package)

@@ -21,6 +21,7 @@ mod replicad_pair_connect;
 mod replicad_pair_disk_errors;
 mod replicad_pair_epochs;
 mod replicad_pair_events;
+mod replicad_pair_fencing;
 mod replicad_pair_handlers;
 mod replicad_pair_handshake;
 mod replicad_pair_kit;

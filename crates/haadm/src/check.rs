@@ -12,7 +12,8 @@
 //! - CRITICAL: a split brain; two Primaries; Primary while StandAlone
 //!   (writes are not mirrored and nobody will reconnect); StandAlone
 //!   because a connect was refused; no local disk (Diskless);
-//!   Inconsistent without a resync running.
+//!   Inconsistent without a resync running; I/O suspended (frozen by
+//!   `fencing: resource-and-stonith` until the peer is fenced).
 //! - WARNING: a resync running (with its progress); the peer not connected
 //!   (Connecting) or disconnected by the operator; the peer's disk, or
 //!   this node's, not UpToDate while no resync runs; blocks found out of
@@ -235,6 +236,16 @@ fn assess_resource(r: &ResourceStatus, findings: &mut Findings) {
             ),
         );
     }
+    if r.suspended {
+        findings.add(
+            Status::Critical,
+            format!(
+                "{name}: I/O suspended (fencing), requests wait: if the fence-peer handler \
+                 failed, make sure {} is not Primary, then haadm resume-io {name}",
+                peer.name
+            ),
+        );
+    }
     if r.role == "Primary" && peer.role == "Primary" {
         findings.add(
             Status::Critical,
@@ -332,6 +343,9 @@ fn resource_summary(r: &ResourceStatus) -> String {
     }
     if r.peer.split_brain {
         text.push_str(" split-brain");
+    }
+    if r.suspended {
+        text.push_str(" suspended");
     }
     text
 }
@@ -447,6 +461,7 @@ mod tests {
             disk: "UpToDate".into(),
             size: 1 << 30,
             open_count: 1,
+            suspended: false,
             peer: PeerStatus {
                 name: "ha2".into(),
                 connection: "Connected".into(),
@@ -539,6 +554,27 @@ mod tests {
         assert!(report.line.contains("haadm connect --discard-my-data r0"));
         assert!(
             report.line.ends_with("StandAlone split-brain"),
+            "{}",
+            report.line
+        );
+        assert_eq!(report.track_value, 0, "the local data is still UpToDate");
+    }
+
+    #[test]
+    fn suspended_io_is_critical_and_says_how_to_resume() {
+        let mut frozen = unlinked(healthy(), "Connecting");
+        frozen.suspended = true;
+        let report = assess_one(frozen);
+        expect(&report, Status::Critical, "r0: I/O suspended (fencing)");
+        assert!(
+            report
+                .line
+                .contains("make sure ha2 is not Primary, then haadm resume-io r0"),
+            "{}",
+            report.line
+        );
+        assert!(
+            report.line.ends_with("Connecting suspended"),
             "{}",
             report.line
         );

@@ -87,6 +87,10 @@ enum Command {
     },
     /// Drop the connection to the peer: StandAlone until connect.
     Disconnect { resource: String },
+    /// Resume I/O frozen by `fencing: resource-and-stonith` when the
+    /// fence-peer handler failed: first make sure the peer is not Primary
+    /// and cannot write (fence it by hand).
+    ResumeIo { resource: String },
     /// Online verify with the peer (needs net.verify-alg): blocks that
     /// differ are marked out of sync, not repaired; disconnect and connect,
     /// or invalidate, to resync them.
@@ -263,6 +267,9 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Disconnect { resource } => each(&args, resource, |name| Request::Disconnect {
             resource: name,
         }),
+        Command::ResumeIo { resource } => {
+            each(&args, resource, |name| Request::ResumeIo { resource: name })
+        }
         Command::Verify { resource } => {
             each(&args, resource, |name| Request::Verify { resource: name })
         }

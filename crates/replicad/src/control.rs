@@ -64,6 +64,11 @@ pub enum Request {
         #[serde(default)]
         clear_bitmap: bool,
     },
+    /// End an I/O freeze of `fencing: resource-and-stonith` by hand (after
+    /// making sure the peer is not Primary), as `drbdadm resume-io`.
+    ResumeIo {
+        resource: String,
+    },
     /// Every resource, or one.
     Status {
         resource: Option<String>,
@@ -117,6 +122,12 @@ pub struct ResourceStatus {
     pub size: u64,
     /// NBD clients connected now.
     pub open_count: u32,
+    /// I/O is suspended (DRBD's `suspended:fencing`): the Primary lost its
+    /// peer with `fencing: resource-and-stonith`, and requests wait until
+    /// the fence-peer handler fenced the peer, the peer is back, or
+    /// `haadm resume-io`.
+    #[serde(default)]
+    pub suspended: bool,
     pub peer: PeerStatus,
 }
 

@@ -85,6 +85,7 @@ impl Registry {
                 self.with(resource, |r| r.connect(*discard_my_data, notices))
             }
             Request::Disconnect { resource } => self.with(resource, Resource::disconnect),
+            Request::ResumeIo { resource } => self.with(resource, Resource::resume_io),
             Request::Verify { resource } => self.with(resource, Resource::verify),
             Request::Invalidate { resource } => self.with(resource, Resource::invalidate),
             Request::InvalidateRemote { resource } => {
@@ -105,6 +106,7 @@ impl Registry {
                     | Request::Secondary { resource }
                     | Request::Connect { resource, .. }
                     | Request::Disconnect { resource }
+                    | Request::ResumeIo { resource }
                     | Request::Verify { resource }
                     | Request::Invalidate { resource }
                     | Request::InvalidateRemote { resource }
@@ -180,7 +182,7 @@ pub async fn run(resources: Vec<ResourceConfig>, node: String, run_dir: PathBuf)
                     Notice::Detached { error } => error!("disk detached: {error}"),
                     // Nobody listening is fine.
                     Notice::Event(line) => drop(registry.events.send(line)),
-                    Notice::LinkChanged => {}
+                    Notice::LinkChanged | Notice::Suspension => {}
                 }
                 registry.publish_changes();
             }

@@ -12,6 +12,8 @@
 //! call, configured or not, is announced on the events stream as events2
 //! does (`call helper ... helper:split-brain`, then `response helper ...
 //! status:N` when a handler ran), so a split brain is visible there too.
+//! How a `fence-peer` call ended decides whether a Primary frozen by
+//! `fencing: resource-and-stonith` resumes its I/O ([`after_fence_peer`]).
 
 use std::fmt;
 use std::path::Path;
@@ -167,16 +169,15 @@ impl Helpers {
         drop(self.submit(handler));
     }
 
-    /// Calls `handler` and waits until its command (if configured) ended;
-    /// true unless it ran and failed.
-    pub async fn call_and_wait(&self, handler: Handler) -> bool {
+    /// Calls `handler` and waits until its command (if configured) ended.
+    pub async fn call_and_wait(&self, handler: Handler) -> Called {
         match self.submit(handler) {
-            Some(succeeded) => succeeded.await.unwrap_or(false),
-            None => true,
+            Some(ended) => ended.await.unwrap_or(Called::Failed),
+            None => Called::NotConfigured,
         }
     }
 
-    fn submit(&self, handler: Handler) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+    fn submit(&self, handler: Handler) -> Option<tokio::sync::oneshot::Receiver<Called>> {
         self.announce(handler);
         let command = self.command(handler)?;
         let mut job = Job::new(
@@ -197,8 +198,13 @@ impl Helpers {
         );
         tokio::spawn(async move {
             let outcome = outcome.await;
-            let code = match &outcome {
-                Ok(Outcome::Exited { code, .. }) => *code,
+            let called = match &outcome {
+                Ok(Outcome::Exited { code, .. }) => Called::Exited(*code),
+                _ => Called::Failed,
+            };
+            // events2 says -1 for a helper that did not exit by itself.
+            let code = match called {
+                Called::Exited(code) => code,
                 _ => -1,
             };
             match &outcome {
@@ -213,9 +219,58 @@ impl Helpers {
             let _ = notices.send(Notice::Event(format!(
                 "response helper name:{name} conn-name:{peer_name} volume:0 helper:{handler} status:{code}"
             )));
-            let _ = done.send(code == 0);
+            let _ = done.send(called);
         });
         Some(result)
+    }
+}
+
+/// How a handler call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Called {
+    /// No command is configured for the handler.
+    NotConfigured,
+    /// The command exited by itself with this code.
+    Exited(i32),
+    /// The command did not exit by itself: it was refused, could not
+    /// start, timed out or was killed (the hook journal says which).
+    Failed,
+}
+
+/// What a Primary frozen by `fencing: resource-and-stonith` does once its
+/// `fence-peer` handler ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterFencing {
+    /// The peer cannot write any more: I/O resumes. Says why.
+    Resume(&'static str),
+    /// The peer may still be Primary: I/O stays suspended. Says why.
+    StayFrozen(String),
+}
+
+/// Reads the end of a `fence-peer` call as DRBD does: exit codes 3, 4, 5
+/// and 7 say the peer is out of the way; 6 says it is Primary, and any
+/// other end says nothing for sure.
+pub fn after_fence_peer(called: Called) -> AfterFencing {
+    match called {
+        Called::Exited(6) => AfterFencing::StayFrozen(format!(
+            "the fence-peer handler exited with 6: {}",
+            fence_peer_meaning(6).unwrap_or_default()
+        )),
+        Called::Exited(code) => match fence_peer_meaning(code) {
+            Some(meaning) => AfterFencing::Resume(meaning),
+            None => AfterFencing::StayFrozen(format!(
+                "the fence-peer handler exited with {code}, which does not say the peer is \
+                 fenced (3, 4, 5 or 7 would)"
+            )),
+        },
+        Called::Failed => AfterFencing::StayFrozen(
+            "the fence-peer handler did not exit by itself (refused, not started, timed out \
+             or killed: see haadm hooks)"
+                .into(),
+        ),
+        Called::NotConfigured => {
+            AfterFencing::StayFrozen("no fence-peer handler is configured".into())
+        }
     }
 }
 
@@ -246,5 +301,29 @@ mod tests {
         for failed in [0, 1, 2, 8, -1] {
             assert_eq!(fence_peer_meaning(failed), None, "code {failed}");
         }
+    }
+
+    #[test]
+    fn a_frozen_primary_resumes_only_when_the_peer_is_out_of_the_way() {
+        for fenced in [3, 4, 5, 7] {
+            assert_eq!(
+                after_fence_peer(Called::Exited(fenced)),
+                AfterFencing::Resume(fence_peer_meaning(fenced).expect("a fencing code")),
+                "code {fenced}"
+            );
+        }
+        let stays = |called| match after_fence_peer(called) {
+            AfterFencing::StayFrozen(why) => why,
+            AfterFencing::Resume(meaning) => panic!("{called:?} resumed: {meaning}"),
+        };
+        assert!(stays(Called::Exited(6)).contains("it is Primary"));
+        for failed in [0, 1, 2, 8, -1] {
+            assert!(
+                stays(Called::Exited(failed)).contains(&format!("exited with {failed}")),
+                "code {failed}"
+            );
+        }
+        assert!(stays(Called::Failed).contains("did not exit by itself"));
+        assert!(stays(Called::NotConfigured).contains("no fence-peer handler"));
     }
 }

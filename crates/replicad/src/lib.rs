@@ -10,6 +10,7 @@
 //! - `range_lock`: ordering of overlapping requests.
 //! - `peer`: the peer link: handshake, mirroring, resync, verify.
 //! - `helpers`: the resource's handlers (split-brain, resync, fencing...).
+//! - `suspension`: the I/O freeze of `fencing: resource-and-stonith`.
 //! - `pacer`: resync rate control (`resync-rate`, `c-max-rate`).
 
 pub mod control;
@@ -22,3 +23,4 @@ mod peer;
 mod range_lock;
 mod resource;
 mod serve;
+mod suspension;

@@ -38,6 +38,14 @@
 //! until their epoch's BarrierAck; what is left when the link drops is out
 //! of sync. Handlers ([`crate::helpers`]) run on split brain, around a
 //! resync, on a lost link and after a verify that found differences.
+//!
+//! Fencing: when a Primary loses its peer (a broken connection, not an
+//! orderly Disconnect), `fence-peer` runs with `fencing` other than
+//! `dont-care`. With `resource-and-stonith` the link first suspends the
+//! volume's I/O ([`Suspension`]), before the session's end drops the
+//! acknowledgements still awaited, so that no write is answered without
+//! the peer until the peer is known fenced: the handler's exit code says
+//! so, the peer connects again, or the operator runs `haadm resume-io`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IoSlice;
@@ -69,10 +77,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::control::PeerStatus;
-use crate::helpers::{Handler, Helpers};
+use crate::helpers::{AfterFencing, Handler, Helpers, after_fence_peer};
 use crate::pacer::ResyncPacer;
 use crate::resource::{MetadataJournal, Role, disk_state};
 use crate::serve::{Acks, HeldRange, Journal, Mirror, Notice, Payload, PeerReads, Volume};
+use crate::suspension::{Freeze, Suspension};
 
 /// Bytes of one 4 KiB bitmap block.
 const BLOCK: u64 = 4096;
@@ -170,6 +179,8 @@ pub struct PeerLink {
     verify: Notify,
     /// Check now that the peer is alive (a Ping, unless one is out).
     probe: Notify,
+    /// The I/O freeze of `fencing: resource-and-stonith`.
+    suspension: Suspension,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -208,6 +219,7 @@ impl PeerLink {
             renegotiate: Notify::new(),
             verify: Notify::new(),
             probe: Notify::new(),
+            suspension: Suspension::default(),
         })
     }
 
@@ -496,6 +508,10 @@ impl Mirror for PeerLink {
     fn disk_state_changed(&self) {
         self.state_changed();
     }
+
+    fn suspension(&self) -> &Suspension {
+        &self.suspension
+    }
 }
 
 /// One encoded message for a connection's writer task: the header with
@@ -699,9 +715,6 @@ async fn run(context: LinkContext) {
             accept_handshaken(&context, listener).await
         };
         let ended = session(&context, opened, handshaken).await;
-        if context.link.is_connected() && !matches!(ended, Ended::Reconnect { .. }) {
-            lost_peer_handlers(&context);
-        }
         let _ = context.notices.send(Notice::LinkChanged);
         match ended {
             Ended::Retry(reason) | Ended::Reconnect { reason, .. } => {
@@ -736,12 +749,52 @@ fn is_primary(context: &LinkContext) -> bool {
     *lock(&context.role) == Role::Primary
 }
 
-/// The handlers a lost connection calls: `disconnected`, and `fence-peer`
-/// on a Primary when `fencing` asks for it.
-fn lost_peer_handlers(context: &LinkContext) {
+/// What a lost peer brings about: the `disconnected` handler and, on a
+/// Primary, what `fencing` asks for: `fence-peer` (`resource-only`), or
+/// suspended I/O until `fence-peer` fenced the peer
+/// (`resource-and-stonith`). Called before the writes in flight learn that
+/// their acknowledgements are lost.
+fn lost_peer(context: &Arc<LinkContext>) {
     context.helpers.call(Handler::Disconnected);
-    if *lock(&context.role) == Role::Primary && context.config.net.fencing != Fencing::DontCare {
-        context.helpers.call(Handler::FencePeer);
+    if !is_primary(context) {
+        return;
+    }
+    match context.config.net.fencing {
+        Fencing::DontCare => {}
+        Fencing::ResourceOnly => context.helpers.call(Handler::FencePeer),
+        Fencing::ResourceAndStonith => {
+            let freeze = context.link.suspension.suspend();
+            warn!(
+                "{}: I/O suspended (fencing: resource-and-stonith): the peer {} was lost; \
+                 requests wait until the fence-peer handler fenced it",
+                context.config.name, context.link.peer_name
+            );
+            let _ = context.notices.send(Notice::Suspension);
+            tokio::spawn(fence_then_resume(Arc::clone(context), freeze));
+        }
+    }
+}
+
+/// Runs `fence-peer` for `freeze` and resumes I/O if its end says the peer
+/// is fenced; otherwise I/O stays suspended and the operator is told what
+/// to do.
+async fn fence_then_resume(context: Arc<LinkContext>, freeze: Freeze) {
+    let (name, peer_name) = (&context.config.name, &context.link.peer_name);
+    let suspension = &context.link.suspension;
+    match after_fence_peer(context.helpers.call_and_wait(Handler::FencePeer).await) {
+        AfterFencing::Resume(why) => {
+            if suspension.resume_from(freeze) {
+                info!("{name}: I/O resumed: {why}");
+                let _ = context.notices.send(Notice::Suspension);
+            }
+        }
+        AfterFencing::StayFrozen(why) if suspension.holds(freeze) => error!(
+            "{name}: I/O stays suspended: {why}. Make sure {peer_name} is not Primary and \
+             cannot write (fence it by hand), then resume with `haadm resume-io {name}`"
+        ),
+        // The freeze ended meanwhile (the peer is back, or the operator
+        // resumed): nothing is held any more.
+        AfterFencing::StayFrozen(why) => info!("{name}: {why} (I/O was resumed meanwhile)"),
     }
 }
 
@@ -952,6 +1005,10 @@ async fn session(
         Ok(()) => (connected(context, &mut opened.wire).await, true),
         Err(ended) => (ended, false),
     };
+    // Before the guard drops the acknowledgements still awaited.
+    if context.link.is_connected() && !matches!(ended, Ended::Reconnect { .. }) {
+        lost_peer(context);
+    }
     let farewell = match &ended {
         Ended::StandAlone { reason, .. } => Some(reason),
         Ended::Reconnect {
@@ -1481,6 +1538,9 @@ async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
             bitmap_words(&metadata)
         })
     };
+    if context.link.suspension.resume() {
+        info!("{name}: I/O resumed: {peer_name} is connected again");
+    }
     context.link.state_changed();
     let _ = context.notices.send(Notice::LinkChanged);
     if let Some(words) = words {

@@ -10,7 +10,9 @@ use crate::control::ResourceStatus;
 ///   ha2 role:Secondary
 ///     replication:SyncSource peer-disk:Inconsistent done:42.10
 /// ```
-/// A link left StandAlone by a split brain says `split-brain:yes`.
+/// A link left StandAlone by a split brain says `split-brain:yes`; a
+/// resource whose I/O is frozen says `suspended:fencing` after its role, as
+/// drbdsetup does (and nothing while it is not).
 pub fn status_text(resources: &[ResourceStatus]) -> String {
     resources
         .iter()
@@ -36,10 +38,24 @@ pub fn status_text(resources: &[ResourceStatus]) -> String {
             } else {
                 format!("  {} connection:{}\n", r.peer.name, r.peer.connection)
             };
-            format!("{} role:{}\n  disk:{}\n{peer}", r.name, r.role, r.disk)
+            let suspended = if r.suspended {
+                format!(" suspended:{}", suspended_word(r))
+            } else {
+                String::new()
+            };
+            format!(
+                "{} role:{}{suspended}\n  disk:{}\n{peer}",
+                r.name, r.role, r.disk
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// drbdsetup's word for the resource's suspension: `fencing` for the freeze
+/// of `resource-and-stonith` (the only one hapair has), `no` without one.
+fn suspended_word(resource: &ResourceStatus) -> &'static str {
+    if resource.suspended { "fencing" } else { "no" }
 }
 
 /// The events2 lines that describe `resource`, each prefixed by `action`
@@ -55,8 +71,9 @@ pub fn event_lines(action: &str, resource: &ResourceStatus, peer_node_id: usize)
         .map_or(String::new(), |done| format!(" done:{done:.2}"));
     vec![
         format!(
-            "{action} resource name:{name} role:{} suspended:no",
-            resource.role
+            "{action} resource name:{name} role:{} suspended:{}",
+            resource.role,
+            suspended_word(resource)
         ),
         format!(
             "{action} connection name:{name} peer-node-id:{peer_node_id} conn-name:{} \
@@ -103,6 +120,7 @@ mod tests {
             disk: disk.into(),
             size: 1 << 30,
             open_count: 0,
+            suspended: false,
             peer: PeerStatus {
                 name: "ha2".into(),
                 connection: "StandAlone".into(),
@@ -147,6 +165,25 @@ mod tests {
         assert_eq!(
             status_text(&[split]),
             "r0 role:Secondary\n  disk:UpToDate\n  ha2 connection:StandAlone split-brain:yes\n"
+        );
+    }
+
+    #[test]
+    fn suspended_io_is_on_the_resource_line_and_a_resource_change() {
+        let serving = resource("Primary", "UpToDate");
+        let mut frozen = serving.clone();
+        frozen.suspended = true;
+        assert_eq!(
+            status_text(&[frozen.clone()]),
+            "r0 role:Primary suspended:fencing\n  disk:UpToDate\n  ha2 connection:StandAlone\n"
+        );
+        assert_eq!(
+            change_lines(&serving, &frozen, 1),
+            ["change resource name:r0 role:Primary suspended:fencing"]
+        );
+        assert_eq!(
+            change_lines(&frozen, &serving, 1),
+            ["change resource name:r0 role:Primary suspended:no"]
         );
     }
 

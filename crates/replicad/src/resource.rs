@@ -343,6 +343,22 @@ impl Resource {
         Ok(())
     }
 
+    /// Ends an I/O freeze of `fencing: resource-and-stonith` by hand: the
+    /// operator made sure the peer is not Primary. Without a freeze, nothing
+    /// happens.
+    pub fn resume_io(&mut self) -> Result<(), Refusal> {
+        self.attached()?;
+        if self.link.suspension().resume() {
+            warn!(
+                "{}: I/O resumed by the operator (haadm resume-io)",
+                self.name()
+            );
+        } else {
+            info!("{}: resume-io: I/O was not suspended", self.name());
+        }
+        Ok(())
+    }
+
     /// Detaches the disk; refused while Primary.
     pub fn down(&mut self) -> Result<(), Refusal> {
         let Some(attached) = &self.attached else {
@@ -357,6 +373,8 @@ impl Resource {
         }
         let attached = self.attached.take().expect("checked above");
         self.stop(attached)?;
+        // A Secondary has no requests waiting; the next `up` starts unfrozen.
+        self.link.suspension().resume();
         info!("{}: down", self.name());
         Ok(())
     }
@@ -658,6 +676,7 @@ impl Resource {
             disk,
             size,
             open_count,
+            suspended: self.link.suspension().is_suspended(),
             peer: self.link.status(),
         }
     }

@@ -23,6 +23,11 @@
 //! same [`RangeLock`]: it holds the range of each change in the order the
 //! peer sent them, then writes beside its receive loop.
 //!
+//! With `fencing: resource-and-stonith`, a Primary that lost its peer
+//! suspends its I/O ([`Suspension`]): every request waits before it
+//! starts, and a change or FLUSH the peer did not complete waits before
+//! it is answered (it is out of sync meanwhile), until the freeze ends.
+//!
 //! With `on-io-error detach`, a request that fails on the backing disk makes
 //! the volume Diskless, and that request and every later one is served
 //! through the peer: reads are asked of it (`ReadRequest`), changes go to it
@@ -48,6 +53,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::helpers::{Handler, Helpers};
 use crate::range_lock::{RangeGuard, RangeLock};
+use crate::suspension::Suspension;
 
 /// What must happen around every change to the data, for the metadata.
 pub trait Journal: Send + Sync {
@@ -103,6 +109,9 @@ pub trait Mirror: Send + Sync {
     fn read(&self, range: Range<u64>) -> Option<PeerReads>;
     /// The local disk state changed (the disk was detached): tell the peer.
     fn disk_state_changed(&self);
+    /// The I/O freeze of `fencing: resource-and-stonith`: while it is on,
+    /// nothing starts, and nothing the peer did not complete is answered.
+    fn suspension(&self) -> &Suspension;
 }
 
 /// The parts of a read served by the peer, in order.
@@ -118,6 +127,8 @@ pub enum Notice {
     LinkChanged,
     /// A line for the events stream as it is (a handler call).
     Event(String),
+    /// I/O was suspended or resumed (`fencing: resource-and-stonith`).
+    Suspension,
 }
 
 /// One attached volume, shared by all its connections.
@@ -183,6 +194,7 @@ impl Volume {
     /// Runs one request against the backing store, or through the peer
     /// once the disk is detached.
     async fn execute(self: Arc<Self>, command: Command) -> Result<Reply, Errno> {
+        self.mirror.suspension().resumed().await;
         let range = command.range();
         let _held = match &range {
             Some(range) => Some(self.ranges.acquire(range.clone(), command.is_write()).await),
@@ -223,10 +235,15 @@ impl Volume {
                 Reply::Done
             }
             Executed::Flushed => {
-                if let Some(ack) = self.mirror.barrier(false) {
+                let peer_flushed = match self.mirror.barrier(false) {
+                    Some(ack) => ack.await.unwrap_or(false),
+                    None => false,
+                };
+                if !peer_flushed {
                     // A lost link marks what the peer lacks; the local
-                    // flush is what this answer guarantees then.
-                    let _ = ack.await;
+                    // flush is what this answer guarantees then, once I/O
+                    // is not suspended.
+                    self.mirror.suspension().resumed().await;
                 }
                 Reply::Done
             }
@@ -287,14 +304,26 @@ impl Volume {
     }
 
     /// Waits for the peer's acknowledgements of a change; a change the peer
-    /// did not complete is out of sync.
+    /// did not complete is out of sync, and is answered only once I/O is not
+    /// suspended. (Its activity-log entry stays until then, so a crash
+    /// meanwhile resyncs it.)
     async fn await_peer(&self, range: Range<u64>, acks: Option<Acks>) {
-        let mut complete = true;
-        for ack in acks.unwrap_or_default() {
-            complete &= ack.await.unwrap_or(false);
-        }
+        let complete = match acks {
+            Some(acks) => {
+                let mut complete = true;
+                for ack in acks {
+                    complete &= ack.await.unwrap_or(false);
+                }
+                if !complete {
+                    self.journal.out_of_sync(range.clone());
+                }
+                complete
+            }
+            // No peer took it: `replicate` had it marked out of sync.
+            None => false,
+        };
         if !complete {
-            self.journal.out_of_sync(range.clone());
+            self.mirror.suspension().resumed().await;
         }
         self.journal.after_write(range);
     }
