@@ -1,0 +1,325 @@
+//! Getting a connection to the peer: listening, dialing, knocking, the
+//! parallel handshakes of accepted connections, authentication and
+//! Settings; and the connection itself: [`Wire`] (receiving) and the
+//! writer task that sends frames.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use replica::auth::{AuthConfig, Authenticator, Progress, SharedSecret, random_challenge};
+use replica::superblock::NodeName;
+use replica::wire::{DigestAlgorithm, FrameDecoder, Message, ResourceName, Settings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Ended, HANDSHAKE_TIMEOUT, LinkContext, TICK};
+
+/// The least room offered to one read from the peer.
+const RECEIVE_CHUNK: usize = 256 * 1024;
+/// How long a knock may take to connect before it is given up.
+const KNOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a closing side waits for its last message to leave.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Accepted connections whose handshake may run at the same time, so that
+/// connections that send nothing (or too little) cannot keep the real peer
+/// waiting; more are closed at once.
+const MAX_PENDING_HANDSHAKES: usize = 8;
+
+/// One encoded message for a connection's writer task: the header with
+/// the payload up to its block data, and the block data (often empty),
+/// written together with one vectored write so that the block data is
+/// never copied into a frame.
+pub(super) type Frame = (Vec<u8>, Vec<u8>);
+
+pub(super) fn frame(message: Message) -> Frame {
+    message.into_frame_parts()
+}
+
+/// Writes a frame's two parts, vectored, until both are out.
+async fn write_frame(writer: &mut OwnedWriteHalf, (head, bulk): &Frame) -> std::io::Result<()> {
+    let (mut head, mut bulk) = (head.as_slice(), bulk.as_slice());
+    while !head.is_empty() || !bulk.is_empty() {
+        let parts = [IoSlice::new(head), IoSlice::new(bulk)];
+        let written = writer.write_vectored(&parts).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = written.min(head.len());
+        head = &head[from_head..];
+        bulk = &bulk[written - from_head..];
+    }
+    Ok(())
+}
+
+/// The listener on this node's own address. A listening node retries
+/// until it has one; for a dialing node it only hears knocks, so without
+/// it the node still connects, at its own pace.
+pub(super) async fn listen(
+    context: &LinkContext,
+    address: SocketAddr,
+    dials: bool,
+) -> Option<TcpListener> {
+    let name = &context.config.name;
+    let connect_int = context.config.net.connect_int;
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return Some(listener),
+            Err(bind_error) if dials => {
+                warn!(
+                    "{name}: cannot listen on {address} for the peer's knocks: {bind_error}; \
+                     dialing every {connect_int:?} only"
+                );
+                return None;
+            }
+            Err(bind_error) => {
+                warn!(
+                    "{name}: cannot listen on {address} for the peer: {bind_error}; \
+                     retrying in {connect_int:?}"
+                );
+                tokio::time::sleep(connect_int).await;
+            }
+        }
+    }
+}
+
+/// A dialing node's pause before its next dial: `connect-int`, or less
+/// when a knock arrives (the connection is closed unread).
+pub(super) async fn wait_for_knock(listener: Option<&TcpListener>, connect_int: Duration) {
+    let Some(listener) = listener else {
+        tokio::time::sleep(connect_int).await;
+        return;
+    };
+    let pause = tokio::time::sleep(connect_int);
+    tokio::select! {
+        () = pause => {}
+        accepted = listener.accept() => match accepted {
+            Ok((_, from)) => log::debug!("knock from {from}: dialing now"),
+            // Accepting fails at once while it fails at all (no file
+            // descriptors left): pause in full rather than spin.
+            Err(_) => tokio::time::sleep(connect_int).await,
+        }
+    }
+}
+
+/// Tells the dialing peer that this node waits for it: connects and closes.
+/// Nothing is sent; a peer that is not there is not an error.
+pub(super) async fn knock(peer: SocketAddr) {
+    let _ = tokio::time::timeout(KNOCK_TIMEOUT, TcpStream::connect(peer)).await;
+}
+
+pub(super) async fn dial(address: SocketAddr) -> std::io::Result<TcpStream> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+/// The receiving half of a connection with its decoder; sending goes
+/// through the writer task's queue.
+pub(super) struct Wire {
+    pub(super) reader: OwnedReadHalf,
+    pub(super) decoder: FrameDecoder,
+    pub(super) out: mpsc::UnboundedSender<Frame>,
+    pub(super) last_received: Instant,
+}
+
+impl Wire {
+    pub(super) fn send(&self, message: Message) {
+        let _ = self.out.send(frame(message));
+    }
+
+    /// The next message; cancel-safe (bytes read are kept in the decoder).
+    pub(super) async fn receive(&mut self) -> Result<Message, String> {
+        loop {
+            if let Some(decoded) = self.decoder.next() {
+                self.last_received = Instant::now();
+                return decoded.map_err(|wire_error| wire_error.to_string());
+            }
+            let room = self.decoder.receive_buffer(RECEIVE_CHUNK);
+            match self.reader.read(room).await {
+                Ok(0) => {
+                    return Err(match self.decoder.finish() {
+                        Ok(()) => "the peer closed the connection".to_string(),
+                        Err(wire_error) => wire_error.to_string(),
+                    });
+                }
+                Ok(n) => self.decoder.received(n),
+                Err(read_error) => return Err(format!("reading from the peer: {read_error}")),
+            }
+        }
+    }
+
+    pub(super) async fn receive_within(&mut self, limit: Duration) -> Result<Message, String> {
+        tokio::time::timeout(limit, self.receive())
+            .await
+            .map_err(|_| format!("the peer sent nothing for {limit:?}"))?
+    }
+}
+
+/// A connection: its receiving [`Wire`] and the task that writes what is
+/// sent.
+pub(super) struct Opened {
+    pub(super) wire: Wire,
+    pub(super) writer: JoinHandle<()>,
+}
+
+pub(super) fn open(stream: TcpStream) -> Opened {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer_half) = stream.into_split();
+    let (out, mut queue) = mpsc::unbounded_channel::<Frame>();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = queue.recv().await {
+            if write_frame(&mut writer_half, &frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer_half.shutdown().await;
+    });
+    let wire = Wire {
+        reader,
+        decoder: FrameDecoder::new(),
+        out,
+        last_received: Instant::now(),
+    };
+    Opened { wire, writer }
+}
+
+/// Sends what is queued, then closes.
+pub(super) async fn close(opened: Opened) {
+    drop(opened.wire);
+    let _ = tokio::time::timeout(CLOSE_GRACE, opened.writer).await;
+}
+
+/// Accepts connections and runs their handshakes side by side (at most
+/// [`MAX_PENDING_HANDSHAKES`]), until one ends other than in a refusal to
+/// retry: that connection is the session's; the other pending ones are
+/// closed. Refused ones are logged and closed.
+pub(super) async fn accept_handshaken(
+    context: &Arc<LinkContext>,
+    listener: &TcpListener,
+) -> (Opened, Result<(), Ended>) {
+    let name = &context.config.name;
+    let mut pending = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, from)) if pending.len() >= MAX_PENDING_HANDSHAKES => {
+                    warn!(
+                        "{name}: connection from {from} closed: {MAX_PENDING_HANDSHAKES} \
+                         handshakes are pending already"
+                    );
+                    drop(stream);
+                }
+                Ok((stream, from)) => {
+                    info!("{name}: connection from {from}");
+                    let context = Arc::clone(context);
+                    pending.spawn(async move {
+                        let mut opened = open(stream);
+                        let handshaken = handshake(&context, &mut opened.wire).await;
+                        (from, opened, handshaken)
+                    });
+                }
+                Err(accept_error) => {
+                    warn!("{name}: accepting a peer connection failed: {accept_error}");
+                    tokio::time::sleep(TICK).await;
+                }
+            },
+            Some(joined) = pending.join_next(), if !pending.is_empty() => {
+                let Ok((from, opened, handshaken)) = joined else {
+                    continue;
+                };
+                match handshaken {
+                    Err(Ended::Retry(reason)) => {
+                        warn!("{name}: connection from {from} refused: {reason}");
+                        tokio::spawn(close(opened));
+                    }
+                    handshaken => return (opened, handshaken),
+                }
+            }
+        }
+    }
+}
+
+/// Hello, authentication, Settings; refusals are logged and retried.
+pub(super) async fn handshake(context: &LinkContext, wire: &mut Wire) -> Result<(), Ended> {
+    let config = &context.config;
+    let (peer_name, _) = config.peer(&context.node).expect("a pair has two nodes");
+    let retry = |what: String| Ended::Retry(what);
+    let auth_config = AuthConfig {
+        local_node: NodeName::new(&context.node).map_err(|e| retry(e.to_string()))?,
+        peer_node: NodeName::new(peer_name).map_err(|e| retry(e.to_string()))?,
+        resource: ResourceName::new(&config.name).map_err(|e| retry(e.to_string()))?,
+        secret: match &config.net.auth {
+            Some(auth) => Some(
+                SharedSecret::new(auth.shared_secret.as_bytes())
+                    .map_err(|e| retry(e.to_string()))?,
+            ),
+            None => None,
+        },
+    };
+    let challenge = random_challenge().map_err(|e| retry(format!("no random challenge: {e}")))?;
+    let mut authenticator =
+        Authenticator::new(auth_config, challenge).map_err(|e| Ended::StandAlone {
+            reason: e.to_string(),
+            split_brain: false,
+        })?;
+    loop {
+        while let Some(message) = authenticator.poll_transmit() {
+            wire.send(message);
+        }
+        let message = wire
+            .receive_within(HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|e| retry(format!("handshake failed: {e}")))?;
+        match authenticator.receive(message) {
+            Ok(Progress::InProgress) => {}
+            Ok(Progress::Authenticated(_)) => break,
+            Err(refusal) => {
+                while let Some(message) = authenticator.poll_transmit() {
+                    wire.send(message);
+                }
+                return Err(retry(format!("connection refused: {refusal}")));
+            }
+        }
+    }
+    let settings = {
+        let state = context.link.lock();
+        Settings {
+            protocol: state.protocol,
+            data_integrity: state.integrity,
+        }
+    };
+    wire.send(Message::Settings(settings));
+    match wire
+        .receive_within(HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| retry(format!("waiting for the peer's settings: {e}")))?
+    {
+        Message::Settings(theirs) if theirs == settings => Ok(()),
+        Message::Settings(theirs) => Err(Ended::StandAlone {
+            reason: format!(
+                "settings differ: this node has protocol {} and data-integrity-alg {}, \
+                 the peer protocol {} and data-integrity-alg {}; make the configs equal",
+                settings.protocol,
+                integrity_name(settings.data_integrity),
+                theirs.protocol,
+                integrity_name(theirs.data_integrity),
+            ),
+            split_brain: false,
+        }),
+        Message::Disconnect { reason } => Err(retry(format!("the peer disconnected: {reason}"))),
+        other => Err(retry(format!(
+            "the peer sent {} where Settings belong",
+            other.message_type()
+        ))),
+    }
+}
+
+fn integrity_name(algorithm: Option<DigestAlgorithm>) -> String {
+    algorithm.map_or("none".into(), |a| a.to_string())
+}
