@@ -10,8 +10,11 @@ use replica::superblock::{Flags, VolumeState};
 use replica::sync::{
     self, PeerView, SplitBrainResolution, SyncDecision, SyncKind, SyncRole, UnresolvedReason,
 };
-use replica::wire::{Data, DiskState, Message, NodeState, ReplicationProtocol, StateFlags, Text};
-use tokio::task::JoinHandle;
+use replica::wire::{
+    BitmapChunk, Data, DigestAlgorithm, DiskState, Message, NodeState, ReplicationProtocol,
+    StateFlags, Text, Write,
+};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::helpers::Handler;
 use crate::resource::{Role, disk_state};
@@ -171,7 +174,24 @@ async fn next_finished<T: 'static>(
     }
 }
 
+/// A connected session: the State exchange and the connect decision, then
+/// mirroring, until the connection ends.
 pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
+    let (theirs, resync) = match agree(context, wire).await {
+        Ok(agreed) => agreed,
+        Err(ended) => return ended,
+    };
+    start_mirroring(context, wire, theirs, resync);
+    Connected::new(context, theirs, resync).run(wire).await
+}
+
+/// The resync a connect decision asks for: this node's role and its kind.
+type ResyncAsked = Option<(SyncRole, SyncKind)>;
+
+/// Exchanges States and decides from the generation ids, running the
+/// split-brain and before-resync handlers: the peer's State and the resync
+/// to run, or how the session ends (a refusal).
+async fn agree(context: &LinkContext, wire: &mut Wire) -> Result<(NodeState, ResyncAsked), Ended> {
     let name = &context.config.name;
     let (peer_name, _) = context
         .config
@@ -182,27 +202,27 @@ pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> En
     let theirs = match wire.receive_within(HANDSHAKE_TIMEOUT).await {
         Ok(Message::State(theirs)) => theirs,
         Ok(Message::Disconnect { reason }) => {
-            return Ended::Reconnect {
+            return Err(Ended::Reconnect {
                 reason: format!("the peer disconnected: {reason}"),
                 by_peer: true,
-            };
+            });
         }
         Ok(other) => {
-            return Ended::Retry(format!(
+            return Err(Ended::Retry(format!(
                 "the peer sent {} where its State belongs",
                 other.message_type()
-            ));
+            )));
         }
-        Err(e) => return Ended::Retry(format!("waiting for the peer's State: {e}")),
+        Err(e) => return Err(Ended::Retry(format!("waiting for the peer's State: {e}"))),
     };
     if theirs.usable_size != mine.usable_size {
-        return Ended::StandAlone {
+        return Err(Ended::StandAlone {
             reason: format!(
                 "the volumes differ in size: {} bytes here, {} on the peer; give both the same size",
                 mine.usable_size, theirs.usable_size
             ),
             split_brain: false,
-        };
+        });
     }
     let my_flags = context.journal.lock().superblock().state.flags;
     let decision = if mine.disk == DiskState::Diskless || theirs.disk == DiskState::Diskless {
@@ -230,10 +250,10 @@ pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> En
         }
     }
     if decision.refuses_connection() {
-        return Ended::StandAlone {
+        return Err(Ended::StandAlone {
             split_brain: matches!(decision, SyncDecision::SplitBrain { .. }),
             reason: decision.to_string(),
-        };
+        });
     }
     let both_primary =
         mine.role == replica::wire::Role::Primary && theirs.role == replica::wire::Role::Primary;
@@ -243,7 +263,7 @@ pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> En
         || matches!(resync, Some((SyncRole::Source, _)))
             && theirs.role == replica::wire::Role::Primary;
     if both_primary || primary_would_be_target {
-        return Ended::StandAlone {
+        return Err(Ended::StandAlone {
             reason: if both_primary {
                 "both nodes are Primary; demote one (haadm secondary) and connect again".into()
             } else {
@@ -252,7 +272,7 @@ pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> En
                     .into()
             },
             split_brain: false,
-        };
+        });
     }
     match resync {
         Some((SyncRole::Target, _)) => {
@@ -269,8 +289,15 @@ pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> En
         }
         None => {}
     }
-    // From here on every change is mirrored; the bitmap snapshot below is
-    // taken under the same lock, so a change is either in it or mirrored.
+    Ok((theirs, resync))
+}
+
+/// The session is connected: from here on every change is mirrored; the
+/// bitmap snapshot sent for a resync is taken under the same lock, so a
+/// change is either in it or mirrored.
+fn start_mirroring(context: &LinkContext, wire: &Wire, theirs: NodeState, resync: ResyncAsked) {
+    let name = &context.config.name;
+    let peer_name = &context.link.peer_name;
     let words = {
         let mut state = context.link.lock();
         state.outgoing = Some(wire.out.clone());
@@ -316,399 +343,512 @@ pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> En
     if let Some(words) = words {
         send_bitmap(wire, words);
     }
-    let mut target =
-        matches!(resync, Some((SyncRole::Target, _))).then(|| TargetResync::new(&context.config));
-    let mut verify: Option<VerifySource> = None;
-    let mut peer_state = theirs;
-    let mut applying: Vec<JoinHandle<()>> = Vec::new();
-    // Resync and verify requests being answered (see
-    // `answer_resync_request`); dropped (aborted) with the session.
-    let mut serving = tokio::task::JoinSet::new();
-    let mut received_in_epoch = 0u32;
-    let mut ping_sent: Option<Instant> = None;
-    let mut tick = tokio::time::interval(TICK);
-    let net = &context.config.net;
-    loop {
-        if let Some(resync) = &mut target
+}
+
+/// What a connected session keeps between two messages.
+struct Connected<'a> {
+    context: &'a Arc<LinkContext>,
+    /// The resync this node runs as its target, until it ends.
+    target: Option<TargetResync>,
+    /// The online verify this node runs as its source, until it ends.
+    verify: Option<VerifySource>,
+    /// The peer's last State.
+    peer_state: NodeState,
+    /// The peer's writes being applied; the next Barrier waits for them.
+    applying: Vec<JoinHandle<()>>,
+    /// Resync and verify requests and a Diskless peer's reads being
+    /// answered beside the loop (see `answer_resync_request`); dropped
+    /// (aborted) with the session.
+    serving: JoinSet<Result<(), String>>,
+    /// The peer's writes received in the epoch its next Barrier closes.
+    received_in_epoch: u32,
+    /// When the Ping not yet answered went out.
+    ping_sent: Option<Instant>,
+}
+
+impl<'a> Connected<'a> {
+    fn new(context: &'a Arc<LinkContext>, theirs: NodeState, resync: ResyncAsked) -> Self {
+        Connected {
+            context,
+            target: matches!(resync, Some((SyncRole::Target, _)))
+                .then(|| TargetResync::new(&context.config)),
+            verify: None,
+            peer_state: theirs,
+            applying: Vec::new(),
+            serving: JoinSet::new(),
+            received_in_epoch: 0,
+            ping_sent: None,
+        }
+    }
+
+    /// Runs the session until the connection ends, and says how.
+    async fn run(mut self, wire: &mut Wire) -> Ended {
+        let context = self.context;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            if let Err(ended) = self.advance(wire) {
+                return ended;
+            }
+            let message = tokio::select! {
+                received = wire.receive() => match received {
+                    Ok(message) => message,
+                    Err(reason) => return Ended::Retry(reason),
+                },
+                _ = tick.tick() => {
+                    if let Err(ended) = self.keep_alive(wire) {
+                        return ended;
+                    }
+                    continue;
+                }
+                () = context.link.changed.notified() => {
+                    wire.send(Message::State(local_state(context)));
+                    continue;
+                }
+                () = context.link.renegotiate.notified() => {
+                    return Ended::Reconnect {
+                        reason: "renegotiating: the generation ids or the disk state changed".into(),
+                        by_peer: false,
+                    };
+                }
+                written = next_finished(self.target.as_mut().map(|resync| &mut resync.writes)) => {
+                    match written {
+                        Ok(offset) => {
+                            if let Some(resync) = &mut self.target {
+                                resync.writing.remove(&offset);
+                            }
+                        }
+                        Err(reason) => return Ended::Retry(reason),
+                    }
+                    continue;
+                }
+                compared = next_finished(self.verify.as_mut().map(|running| &mut running.comparing)) => {
+                    if let Err(reason) = compared {
+                        return Ended::Retry(reason);
+                    }
+                    continue;
+                }
+                () = context.link.probe.notified() => {
+                    self.ping(wire);
+                    continue;
+                }
+                () = context.link.verify.notified() => {
+                    if self.verify.is_none() && self.target.is_none() {
+                        self.verify = begin_verify(context);
+                        let _ = context.notices.send(Notice::LinkChanged);
+                    }
+                    continue;
+                }
+            };
+            // Anything received proves the peer alive.
+            self.ping_sent = None;
+            if let Err(ended) = self.handle(wire, message).await {
+                return ended;
+            }
+        }
+    }
+
+    /// What goes on between messages: more resync requests and the end of
+    /// the resync, more digest requests and the end of the verify, and the
+    /// answers given beside the loop that failed.
+    fn advance(&mut self, wire: &Wire) -> Result<(), Ended> {
+        let context = self.context;
+        if let Some(resync) = &mut self.target
             && resync.ready
         {
             request_more(context, wire, resync);
             if resync.in_flight() == 0 && context.journal.lock().bitmap().dirty_blocks() == 0 {
-                if let Err(finish_error) = finish_as_target(context, &peer_state) {
-                    return Ended::Retry(finish_error);
-                }
-                target = None;
+                finish_as_target(context, &self.peer_state).map_err(Ended::Retry)?;
+                self.target = None;
                 wire.send(Message::State(local_state(context)));
             }
         }
-        if let Some(running) = &mut verify {
+        if let Some(running) = &mut self.verify {
             request_digests(context, wire, running);
             if running.requests.is_empty() && running.comparing.is_empty() {
-                verify = None;
+                self.verify = None;
                 finish_verify(context, wire);
             }
         }
-        while let Some(answered) = serving.try_join_next() {
+        while let Some(answered) = self.serving.try_join_next() {
             if let Ok(Err(reason)) = answered {
-                return Ended::Retry(reason);
+                return Err(Ended::Retry(reason));
             }
         }
-        let message = tokio::select! {
-            received = wire.receive() => match received {
-                Ok(message) => message,
-                Err(reason) => return Ended::Retry(reason),
-            },
-            _ = tick.tick() => {
-                // Only a missing PingAck ends the connection: a peer that
-                // answers pings is alive, however slow its disk.
-                let silent = wire.last_received.elapsed();
-                let waiting = context.link.has_outstanding()
-                    || target.as_ref().is_some_and(|t| !t.requests.is_empty());
-                if let Some(sent) = ping_sent {
-                    if sent.elapsed() > net.ping_timeout {
-                        return Ended::Retry(format!(
-                            "PingAck did not arrive within ping-timeout {:?} \
-                             (nothing heard for {silent:?})",
-                            net.ping_timeout
-                        ));
-                    }
-                } else if silent > net.ping_int || waiting && silent > net.timeout {
-                    wire.send(Message::Ping);
-                    ping_sent = Some(Instant::now());
-                }
-                continue;
+        Ok(())
+    }
+
+    /// Every tick: a Ping after silence, and the end of the connection when
+    /// its PingAck is late. Only a missing PingAck ends it: a peer that
+    /// answers pings is alive, however slow its disk.
+    fn keep_alive(&mut self, wire: &Wire) -> Result<(), Ended> {
+        let net = &self.context.config.net;
+        let silent = wire.last_received.elapsed();
+        if let Some(sent) = self.ping_sent {
+            if sent.elapsed() > net.ping_timeout {
+                return Err(Ended::Retry(format!(
+                    "PingAck did not arrive within ping-timeout {:?} (nothing heard for {silent:?})",
+                    net.ping_timeout
+                )));
             }
-            () = context.link.changed.notified() => {
-                wire.send(Message::State(local_state(context)));
-                continue;
-            }
-            () = context.link.renegotiate.notified() => {
-                return Ended::Reconnect {
-                    reason: "renegotiating: the generation ids or the disk state changed".into(),
-                    by_peer: false,
-                };
-            }
-            written = next_finished(target.as_mut().map(|resync| &mut resync.writes)) => {
-                match written {
-                    Ok(offset) => {
-                        if let Some(resync) = &mut target {
-                            resync.writing.remove(&offset);
-                        }
-                    }
-                    Err(reason) => return Ended::Retry(reason),
-                }
-                continue;
-            }
-            compared = next_finished(verify.as_mut().map(|running| &mut running.comparing)) => {
-                if let Err(reason) = compared {
-                    return Ended::Retry(reason);
-                }
-                continue;
-            }
-            () = context.link.probe.notified() => {
-                if ping_sent.is_none() {
-                    wire.send(Message::Ping);
-                    ping_sent = Some(Instant::now());
-                }
-                continue;
-            }
-            () = context.link.verify.notified() => {
-                if verify.is_none() && target.is_none() {
-                    verify = begin_verify(context);
-                    let _ = context.notices.send(Notice::LinkChanged);
-                }
-                continue;
-            }
-        };
-        // Anything received proves the peer alive.
-        ping_sent = None;
+            return Ok(());
+        }
+        let waiting = self.context.link.has_outstanding()
+            || self
+                .target
+                .as_ref()
+                .is_some_and(|resync| !resync.requests.is_empty());
+        if silent > net.ping_int || waiting && silent > net.timeout {
+            self.ping(wire);
+        }
+        Ok(())
+    }
+
+    /// Sends a Ping unless one is out already.
+    fn ping(&mut self, wire: &Wire) {
+        if self.ping_sent.is_none() {
+            wire.send(Message::Ping);
+            self.ping_sent = Some(Instant::now());
+        }
+    }
+
+    /// Takes one message from the peer.
+    async fn handle(&mut self, wire: &Wire, message: Message) -> Result<(), Ended> {
+        let context = self.context;
         match message {
             Message::Ping => wire.send(Message::PingAck),
             Message::PingAck => {}
-            Message::State(state) => {
-                peer_state = state;
-                if skips_initial_sync(context, &state) {
-                    if let Err(adopt_error) = adopt_skipped_sync(context, &state) {
-                        return Ended::Retry(adopt_error);
-                    }
-                    wire.send(Message::State(local_state(context)));
-                }
-                let finished_as_source = {
-                    let mut link = context.link.lock();
-                    link.peer = Some(state);
-                    if link.replication == Replication::VerifyT {
-                        // The verify source's closing State.
-                        link.replication = Replication::Established;
-                    }
-                    let done = link.replication == Replication::SyncSource
-                        && state.disk == DiskState::UpToDate;
-                    if done {
-                        link.replication = Replication::Established;
-                    }
-                    done
-                };
-                if finished_as_source {
-                    if let Err(finish_error) = context
-                        .journal
-                        .lock()
-                        .update_superblock(sync::finish_sync_as_source)
-                    {
-                        return Ended::Retry(finish_error.to_string());
-                    }
-                    info!("{name}: resync to {peer_name} finished");
-                }
-                let _ = context.notices.send(Notice::LinkChanged);
-            }
-            Message::Write(write) => {
-                if !write.integrity_holds() {
-                    return Ended::StandAlone {
-                        reason: format!(
-                            "the data of write {} at offset {} does not match its digest \
-                             (damaged on the way; check the link)",
-                            write.id, write.offset
-                        ),
-                        split_brain: false,
-                    };
-                }
-                if let Some(resync) = &mut target {
-                    resync.pacer.application_write(Instant::now());
-                    let range = write.offset..write.offset + write.data.len() as u64;
-                    for (offset, (length, stale)) in resync.requests.iter_mut() {
-                        if overlaps(&range, &(*offset..*offset + *length)) {
-                            *stale = true;
-                        }
-                    }
-                }
-                received_in_epoch += 1;
-                let protocol = context.link.lock().protocol;
-                // A Diskless sender's write exists only here: it is out of
-                // sync with the sender, and acknowledged once written.
-                let ack_written = protocol == ReplicationProtocol::C || write.sender_diskless;
-                if write.sender_diskless {
-                    let length = write.data.len() as u64;
-                    context
-                        .journal
-                        .out_of_sync(write.offset..write.offset + length);
-                } else if protocol == ReplicationProtocol::B {
-                    wire.send(Message::RecvAck { id: write.id });
-                }
-                // The range is held here, in the order the writes arrived:
-                // under protocols A and B the Primary may send an overlapping
-                // write before this one is applied, and it must land after.
-                let id = write.id;
-                let held = context
-                    .volume
-                    .hold_for_peer(write.offset, write.data.len() as u64)
-                    .await;
-                let volume = Arc::clone(&context.volume);
-                let out = wire.out.clone();
-                let resource = name.clone();
-                applying.retain(|task| !task.is_finished());
-                applying.push(tokio::spawn(async move {
-                    let written = match held {
-                        Ok(held) => {
-                            volume
-                                .write_held(held, write.data.into_vec(), write.fua)
-                                .await
-                        }
-                        Err(hold_error) => Err(hold_error),
-                    };
-                    let reply = match written {
-                        Ok(()) if ack_written => Message::WriteAck { id },
-                        Ok(()) => return,
-                        Err(write_error) => {
-                            error!("{resource}: cannot apply the peer's write {id}: {write_error}");
-                            Message::WriteFailed { id }
-                        }
-                    };
-                    let _ = out.send(frame(reply));
-                }));
-            }
-            Message::Barrier { epoch, writes } => {
-                if writes != received_in_epoch {
-                    return Ended::Retry(format!(
-                        "protocol error: barrier of epoch {epoch} counts {writes} writes, \
-                         {received_in_epoch} arrived"
-                    ));
-                }
-                received_in_epoch = 0;
-                for task in applying.drain(..) {
-                    let _ = task.await;
-                }
-                if let Err(sync_error) = context.volume.sync_async().await {
-                    error!("{name}: fdatasync for the peer's barrier failed: {sync_error}");
-                }
-                wire.send(Message::BarrierAck { epoch, writes });
-            }
+            Message::State(state) => self.on_state(wire, state)?,
+            Message::Write(write) => self.on_write(wire, write).await?,
+            Message::Barrier { epoch, writes } => self.on_barrier(wire, epoch, writes).await?,
             Message::WriteAck { id } | Message::RecvAck { id } => {
                 context.link.complete_write(id, true);
             }
             Message::WriteFailed { id } => context.link.complete_write(id, false),
             Message::BarrierAck { epoch, .. } => context.link.complete_barrier(epoch),
-            Message::OutOfSync { offset, length } => {
-                {
-                    let mut link = context.link.lock();
-                    if link.replication == Replication::VerifyT {
-                        link.verify_out_of_sync += length;
-                    }
-                }
-                let mut metadata = context.journal.lock();
-                if let Err(mark_error) = metadata.mark_dirty(offset..offset.saturating_add(length))
-                {
-                    warn!("{name}: {mark_error}");
-                }
-            }
-            Message::BitmapChunk(chunk) => {
-                merge_bitmap_chunk(context, &chunk);
-                if chunk.is_last()
-                    && let Some(resync) = &mut target
-                    && !resync.ready
-                {
-                    if let Err(begin_error) = begin_as_target(context) {
-                        return Ended::Retry(begin_error);
-                    }
-                    resync.ready = true;
-                } else if chunk.is_last() {
-                    begin_as_source(context);
-                }
-            }
+            Message::OutOfSync { offset, length } => self.on_out_of_sync(offset, length),
+            Message::BitmapChunk(chunk) => self.on_bitmap_chunk(&chunk)?,
             Message::ResyncRequest { offset, length } => {
-                serving.spawn(answer_resync_request(
+                self.serving.spawn(answer_resync_request(
                     Arc::clone(context),
                     wire.out.clone(),
                     offset,
                     length,
                 ));
             }
-            Message::ResyncData { offset, data } => {
-                let Some(resync) = &mut target else {
-                    return Ended::Retry("protocol error: ResyncData while not SyncTarget".into());
-                };
-                let Some((length, stale)) = resync.requests.remove(&offset) else {
-                    return Ended::Retry(format!(
-                        "protocol error: ResyncData at {offset} that was not requested"
-                    ));
-                };
-                if stale || data.len() as u64 != length {
-                    // A newer write overlapped: ask again.
-                    resync.cursor = resync.cursor.min(offset);
-                    continue;
-                }
-                // Held here, in the order of the messages, so that a later
-                // mirrored write to the range waits for this data; written
-                // beside the loop, so that the next message need not wait.
-                let held = match context.volume.hold_for_peer(offset, length).await {
-                    Ok(held) => held,
-                    Err(hold_error) => {
-                        return Ended::Retry(format!("cannot write resync data: {hold_error}"));
-                    }
-                };
-                resync.writing.insert(offset, length);
-                resync.writes.spawn(write_resync_data(
-                    Arc::clone(context),
-                    held,
-                    offset,
-                    data.into_vec(),
-                ));
-            }
+            Message::ResyncData { offset, data } => self.on_resync_data(offset, data).await?,
             Message::ResyncFailed { offset, length } => {
-                return Ended::Retry(format!(
+                return Err(Ended::Retry(format!(
                     "the peer cannot read {length} bytes at {offset} for the resync"
-                ));
+                )));
             }
             Message::Disconnect { reason } => {
-                return Ended::Reconnect {
+                return Err(Ended::Reconnect {
                     reason: format!("the peer disconnected: {reason}"),
                     by_peer: true,
-                };
+                });
             }
             Message::VerifyRequest {
                 offset,
                 length,
                 algorithm,
-            } => {
-                {
-                    let mut link = context.link.lock();
-                    if link.replication == Replication::Established {
-                        link.replication = Replication::VerifyT;
-                        link.verify_out_of_sync = 0;
-                        let _ = context.notices.send(Notice::LinkChanged);
-                    }
-                }
-                let (volume, out) = (Arc::clone(&context.volume), wire.out.clone());
-                serving.spawn(async move {
-                    let range = offset..offset.saturating_add(u64::from(length));
-                    let data = volume
-                        .read_range(range.clone())
-                        .await
-                        .map_err(|read_error| {
-                            format!("cannot read {range:?} for the peer's verify: {read_error}")
-                        })?;
-                    let _ = out.send(frame(Message::VerifyDigest {
-                        offset,
-                        length,
-                        digest: algorithm.compute(&data),
-                    }));
-                    Ok(())
-                });
-            }
+            } => self.on_verify_request(wire, offset, length, algorithm),
             Message::VerifyDigest { offset, digest, .. } => {
-                let Some(running) = &mut verify else {
-                    return Ended::Retry("protocol error: VerifyDigest while not verifying".into());
+                let Some(running) = &mut self.verify else {
+                    return Err(Ended::Retry(
+                        "protocol error: VerifyDigest while not verifying".into(),
+                    ));
                 };
-                if let Err(verify_error) = take_digest(context, wire, running, offset, digest) {
-                    return Ended::Retry(verify_error);
-                }
+                take_digest(context, wire, running, offset, digest).map_err(Ended::Retry)?;
             }
             Message::ReadRequest { id, offset, length } => {
-                // Beside the loop, as a resync read (`answer_resync_request`).
-                let (volume, out, name) =
-                    (Arc::clone(&context.volume), wire.out.clone(), name.clone());
-                serving.spawn(async move {
-                    let range = offset..offset.saturating_add(u64::from(length));
-                    let answer = match volume.read_range(range.clone()).await {
-                        Ok(data) => Message::ReadData {
-                            id,
-                            data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
-                        },
-                        Err(read_error) => {
-                            warn!(
-                                "{name}: cannot read {range:?} for the Diskless peer: {read_error}"
-                            );
-                            Message::ReadFailed { id }
-                        }
-                    };
-                    let _ = out.send(frame(answer));
-                    Ok(())
-                });
+                self.on_read_request(wire, id, offset, length);
             }
-            Message::ReadData { id, data } => {
-                if let Err(read_error) = context.link.complete_read(id, Some(data.into_vec())) {
-                    return Ended::Retry(read_error);
-                }
-            }
+            Message::ReadData { id, data } => context
+                .link
+                .complete_read(id, Some(data.into_vec()))
+                .map_err(Ended::Retry)?,
             Message::ReadFailed { id } => {
-                if let Err(read_error) = context.link.complete_read(id, None) {
-                    return Ended::Retry(read_error);
-                }
+                context.link.complete_read(id, None).map_err(Ended::Retry)?;
             }
             Message::Settings(_) => {
-                return Ended::Retry(format!(
+                return Err(Ended::Retry(format!(
                     "protocol error: unexpected {} after the connect",
                     message.message_type()
-                ));
+                )));
             }
             handshake @ (Message::Hello(_)
             | Message::AuthChallenge { .. }
             | Message::AuthResponse { .. }
             | Message::HelloDone { .. }
             | Message::Refused { .. }) => {
-                return Ended::Retry(format!(
+                return Err(Ended::Retry(format!(
                     "protocol error: handshake message {} after the handshake",
                     handshake.message_type()
-                ));
+                )));
             }
         }
+        Ok(())
+    }
+
+    /// The peer's State: its role or disk changed, it adopted a skipped
+    /// initial sync, it ended a verify, or (UpToDate) the resync this node
+    /// is the source of is over.
+    fn on_state(&mut self, wire: &Wire, state: NodeState) -> Result<(), Ended> {
+        let context = self.context;
+        self.peer_state = state;
+        if skips_initial_sync(context, &state) {
+            adopt_skipped_sync(context, &state).map_err(Ended::Retry)?;
+            wire.send(Message::State(local_state(context)));
+        }
+        let finished_as_source = {
+            let mut link = context.link.lock();
+            link.peer = Some(state);
+            if link.replication == Replication::VerifyT {
+                // The verify source's closing State.
+                link.replication = Replication::Established;
+            }
+            let done =
+                link.replication == Replication::SyncSource && state.disk == DiskState::UpToDate;
+            if done {
+                link.replication = Replication::Established;
+            }
+            done
+        };
+        if finished_as_source {
+            context
+                .journal
+                .lock()
+                .update_superblock(sync::finish_sync_as_source)
+                .map_err(|finish_error| Ended::Retry(finish_error.to_string()))?;
+            info!(
+                "{}: resync to {} finished",
+                context.config.name, context.link.peer_name
+            );
+        }
+        let _ = context.notices.send(Notice::LinkChanged);
+        Ok(())
+    }
+
+    /// A mirrored write: checked, made stale for resync requests it
+    /// overlaps, its range held in arrival order and written beside the
+    /// loop, then acknowledged as the protocol says.
+    async fn on_write(&mut self, wire: &Wire, write: Write) -> Result<(), Ended> {
+        let context = self.context;
+        if !write.integrity_holds() {
+            return Err(Ended::StandAlone {
+                reason: format!(
+                    "the data of write {} at offset {} does not match its digest \
+                     (damaged on the way; check the link)",
+                    write.id, write.offset
+                ),
+                split_brain: false,
+            });
+        }
+        if let Some(resync) = &mut self.target {
+            resync.pacer.application_write(Instant::now());
+            let range = write.offset..write.offset + write.data.len() as u64;
+            for (offset, (length, stale)) in resync.requests.iter_mut() {
+                if overlaps(&range, &(*offset..*offset + *length)) {
+                    *stale = true;
+                }
+            }
+        }
+        self.received_in_epoch += 1;
+        let protocol = context.link.lock().protocol;
+        // A Diskless sender's write exists only here: it is out of sync
+        // with the sender, and acknowledged once written.
+        let ack_written = protocol == ReplicationProtocol::C || write.sender_diskless;
+        if write.sender_diskless {
+            let length = write.data.len() as u64;
+            context
+                .journal
+                .out_of_sync(write.offset..write.offset + length);
+        } else if protocol == ReplicationProtocol::B {
+            wire.send(Message::RecvAck { id: write.id });
+        }
+        // The range is held here, in the order the writes arrived: under
+        // protocols A and B the Primary may send an overlapping write
+        // before this one is applied, and it must land after.
+        let id = write.id;
+        let held = context
+            .volume
+            .hold_for_peer(write.offset, write.data.len() as u64)
+            .await;
+        let volume = Arc::clone(&context.volume);
+        let out = wire.out.clone();
+        let resource = context.config.name.clone();
+        self.applying.retain(|task| !task.is_finished());
+        self.applying.push(tokio::spawn(async move {
+            let written = match held {
+                Ok(held) => {
+                    volume
+                        .write_held(held, write.data.into_vec(), write.fua)
+                        .await
+                }
+                Err(hold_error) => Err(hold_error),
+            };
+            let reply = match written {
+                Ok(()) if ack_written => Message::WriteAck { id },
+                Ok(()) => return,
+                Err(write_error) => {
+                    error!("{resource}: cannot apply the peer's write {id}: {write_error}");
+                    Message::WriteFailed { id }
+                }
+            };
+            let _ = out.send(frame(reply));
+        }));
+        Ok(())
+    }
+
+    /// A Barrier closes an epoch: once every write of it is applied and
+    /// durable here, the BarrierAck says so.
+    async fn on_barrier(&mut self, wire: &Wire, epoch: u64, writes: u32) -> Result<(), Ended> {
+        if writes != self.received_in_epoch {
+            return Err(Ended::Retry(format!(
+                "protocol error: barrier of epoch {epoch} counts {writes} writes, {} arrived",
+                self.received_in_epoch
+            )));
+        }
+        self.received_in_epoch = 0;
+        for task in self.applying.drain(..) {
+            let _ = task.await;
+        }
+        if let Err(sync_error) = self.context.volume.sync_async().await {
+            error!(
+                "{}: fdatasync for the peer's barrier failed: {sync_error}",
+                self.context.config.name
+            );
+        }
+        wire.send(Message::BarrierAck { epoch, writes });
+        Ok(())
+    }
+
+    /// The peer found a range out of sync (its verify, or a write it could
+    /// not apply): into the bitmap.
+    fn on_out_of_sync(&mut self, offset: u64, length: u64) {
+        let context = self.context;
+        {
+            let mut link = context.link.lock();
+            if link.replication == Replication::VerifyT {
+                link.verify_out_of_sync += length;
+            }
+        }
+        let mut metadata = context.journal.lock();
+        if let Err(mark_error) = metadata.mark_dirty(offset..offset.saturating_add(length)) {
+            warn!("{}: {mark_error}", context.config.name);
+        }
+    }
+
+    /// A piece of the peer's bitmap, merged into this node's; the last one
+    /// starts the resync on either side.
+    fn on_bitmap_chunk(&mut self, chunk: &BitmapChunk) -> Result<(), Ended> {
+        let context = self.context;
+        merge_bitmap_chunk(context, chunk);
+        if !chunk.is_last() {
+            return Ok(());
+        }
+        match &mut self.target {
+            Some(resync) if !resync.ready => {
+                begin_as_target(context).map_err(Ended::Retry)?;
+                resync.ready = true;
+            }
+            _ => begin_as_source(context),
+        }
+        Ok(())
+    }
+
+    /// Data for a resync request: dropped and asked again when a mirrored
+    /// write overlapped it meanwhile; else its range is held in message
+    /// order (a later mirrored write to it waits) and it is written beside
+    /// the loop, so that the next message need not wait.
+    async fn on_resync_data(&mut self, offset: u64, data: Data) -> Result<(), Ended> {
+        let context = self.context;
+        let Some(resync) = &mut self.target else {
+            return Err(Ended::Retry(
+                "protocol error: ResyncData while not SyncTarget".into(),
+            ));
+        };
+        let Some((length, stale)) = resync.requests.remove(&offset) else {
+            return Err(Ended::Retry(format!(
+                "protocol error: ResyncData at {offset} that was not requested"
+            )));
+        };
+        if stale || data.len() as u64 != length {
+            resync.cursor = resync.cursor.min(offset);
+            return Ok(());
+        }
+        let held = context
+            .volume
+            .hold_for_peer(offset, length)
+            .await
+            .map_err(|hold_error| {
+                Ended::Retry(format!("cannot write resync data: {hold_error}"))
+            })?;
+        resync.writing.insert(offset, length);
+        resync.writes.spawn(write_resync_data(
+            Arc::clone(context),
+            held,
+            offset,
+            data.into_vec(),
+        ));
+        Ok(())
+    }
+
+    /// The peer's verify asks for a digest: VerifyT, and the block read and
+    /// digested beside the loop.
+    fn on_verify_request(
+        &mut self,
+        wire: &Wire,
+        offset: u64,
+        length: u32,
+        algorithm: DigestAlgorithm,
+    ) {
+        let context = self.context;
+        {
+            let mut link = context.link.lock();
+            if link.replication == Replication::Established {
+                link.replication = Replication::VerifyT;
+                link.verify_out_of_sync = 0;
+                let _ = context.notices.send(Notice::LinkChanged);
+            }
+        }
+        let (volume, out) = (Arc::clone(&context.volume), wire.out.clone());
+        self.serving.spawn(async move {
+            let range = offset..offset.saturating_add(u64::from(length));
+            let data = volume
+                .read_range(range.clone())
+                .await
+                .map_err(|read_error| {
+                    format!("cannot read {range:?} for the peer's verify: {read_error}")
+                })?;
+            let _ = out.send(frame(Message::VerifyDigest {
+                offset,
+                length,
+                digest: algorithm.compute(&data),
+            }));
+            Ok(())
+        });
+    }
+
+    /// A Diskless peer's read, answered beside the loop as a resync read.
+    fn on_read_request(&mut self, wire: &Wire, id: u64, offset: u64, length: u32) {
+        let (volume, out) = (Arc::clone(&self.context.volume), wire.out.clone());
+        let name = self.context.config.name.clone();
+        self.serving.spawn(async move {
+            let range = offset..offset.saturating_add(u64::from(length));
+            let answer = match volume.read_range(range.clone()).await {
+                Ok(data) => Message::ReadData {
+                    id,
+                    data: Data::new(data).expect("1 byte to 1 MiB, as requested"),
+                },
+                Err(read_error) => {
+                    warn!("{name}: cannot read {range:?} for the Diskless peer: {read_error}");
+                    Message::ReadFailed { id }
+                }
+            };
+            let _ = out.send(frame(answer));
+            Ok(())
+        });
     }
 }
 
