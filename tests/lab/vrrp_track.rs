@@ -2,7 +2,9 @@
 //! written by a cron-style command, a failing `notify_master` with
 //! `master_hook_failure: fault`, and a tracked interface losing its link
 //! each move the virtual address to the peer; recovery brings it back
-//! (preempt). The peer is the real keepalived where that is natural.
+//! (preempt). An instance whose own interface loses its link goes to FAULT
+//! rather than MASTER. The peer is the real keepalived where that is
+//! natural.
 
 use std::fs;
 use std::path::Path;
@@ -286,6 +288,44 @@ fn tracked_interface_losing_its_link_puts_the_instance_in_fault() {
 }
 
 #[test]
+fn an_instance_whose_own_link_goes_down_enters_fault_not_master() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(2);
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let hosts = [h1, h2];
+    let _master = Vrrpd::start(h1, &vrrpd_config(&[fast(150)]));
+    let backup = Vrrpd::start(h2, &vrrpd_config(&[fast(100)]));
+    let vip = vip(&fast(100));
+    wait_for_sole_holder(&hosts, vip, h1, MOVE_BOUND);
+    wait_for_state(&backup, "VI_1", "BACKUP", MOVE_BOUND);
+
+    // h2 loses its own link: it hears no adverts, yet must not take over a
+    // network it cannot reach (keepalived's default, without
+    // dont_track_primary).
+    h2.run(&["ip", "link", "set", "eth0", "down"]);
+    let state = wait_for_state(&backup, "VI_1", "FAULT", MOVE_BOUND);
+    let own = tracker(&state, "eth0");
+    assert_eq!(own["kind"], "interface", "{state}");
+    assert_eq!(own["fault"], true, "{state}");
+    // For many Master_Down_Intervals (0.2 s adverts): h2 stays FAULT and
+    // h1 alone holds the address.
+    assert_holds_for(Duration::from_secs(3), || {
+        let state = backup.state().ok_or("h2's vrrpd wrote no state file")?;
+        match state["instances"][0]["state"].as_str() {
+            Some("FAULT") => sole_holder(&hosts, vip, h1),
+            other => Err(format!("h2 left FAULT with its link down: {other:?}")),
+        }
+    });
+
+    h2.run(&["ip", "link", "set", "eth0", "up"]);
+    wait_for_state(&backup, "VI_1", "BACKUP", MOVE_BOUND);
+    assert_holds_for(Duration::from_secs(2), || sole_holder(&hosts, vip, h1));
+}
+
+#[test]
 fn sync_group_members_fault_together_and_the_group_hook_runs() {
     let _lock = lab_lock();
     if !require_root() {
@@ -331,8 +371,12 @@ fn sync_group_members_fault_together_and_the_group_hook_runs() {
     wait_for_state(&first, "VI_REPLICATION", "FAULT", MOVE_BOUND);
     let clients_state = wait_for_state(&first, "VI_CLIENTS", "FAULT", MOVE_BOUND);
     assert!(
-        clients_state["trackers"].as_array().unwrap().is_empty(),
-        "VI_CLIENTS tracks nothing itself: {clients_state}"
+        clients_state["trackers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|tracker| tracker["fault"] == false),
+        "nothing VI_CLIENTS tracks itself fails (only its own eth0): {clients_state}"
     );
     wait_for_sole_holder(&hosts, client_vip, h2, Duration::from_secs(3));
     wait_for_sole_holder(&hosts, replication_vip, h2, Duration::from_secs(3));

@@ -25,7 +25,7 @@ use crate::netlink::{LinkChange, Netlink, choose_primary, watch_links};
 use crate::network::{Datagram, VrrpSocket};
 use crate::notify;
 use crate::state_file::{self, StateFile};
-use health::{Health, HealthEvent, Reading};
+use health::{Health, HealthEvent, Reading, tracked_interfaces};
 
 /// Counters reach the state file at most this often; state changes at once.
 const COUNTER_REFRESH: Duration = Duration::from_secs(1);
@@ -419,13 +419,10 @@ impl Daemon {
 
     async fn on_link(&mut self, change: LinkChange) {
         if self.health.handle_link(&change.name, change.up) {
-            let tracked = self.instances.iter().any(|running| {
-                running
-                    .config
-                    .track_interface
-                    .iter()
-                    .any(|t| t.name == change.name)
-            });
+            let tracked = self
+                .instances
+                .iter()
+                .any(|running| tracked_interfaces(&running.config).any(|t| t.name == change.name));
             if tracked {
                 let word = if change.up { "up" } else { "down" };
                 info!("tracked interface {}: link {word}", change.name);

@@ -231,14 +231,14 @@ impl Health {
             let effect = track::check_effect(health, tracked.weight, tracked.reverse);
             reading("script", tracked, health, None, effect)
         });
-        let interfaces = instance.track_interface.iter().map(|tracked| {
+        let interfaces = tracked_interfaces(instance).map(|tracked| {
             let health = if self.links.get(&tracked.name).copied().unwrap_or(false) {
                 track::Health::Ok
             } else {
                 track::Health::Failed
             };
             let effect = track::check_effect(health, tracked.weight, tracked.reverse);
-            reading("interface", tracked, health, None, effect)
+            reading("interface", &tracked, health, None, effect)
         });
         let files = instance.track_file.iter().map(|tracked| {
             let value = self.files.get(&tracked.name).map_or(0, |read| read.value);
@@ -251,6 +251,28 @@ impl Health {
         });
         scripts.chain(interfaces).chain(files).collect()
     }
+}
+
+/// The interfaces `instance` tracks: its `track_interface` list, and its own
+/// interface with weight 0 (FAULT while its link is down) unless the list
+/// names it. As keepalived does (without `dont_track_primary`): a node
+/// whose link is down hears no adverts, and must not become MASTER of a
+/// network it cannot reach.
+pub fn tracked_interfaces(instance: &VrrpInstance) -> impl Iterator<Item = Tracked> + '_ {
+    let own = Tracked {
+        name: instance.interface.clone(),
+        weight: 0,
+        reverse: false,
+    };
+    let listed = instance
+        .track_interface
+        .iter()
+        .any(|tracked| tracked.name == own.name);
+    instance
+        .track_interface
+        .iter()
+        .cloned()
+        .chain((!listed).then_some(own))
 }
 
 fn schedule(script: &VrrpScript) -> ScriptSchedule {
@@ -377,15 +399,17 @@ mod tests {
         let file = dir.path().join("health");
         let config = config(&file);
         let (events, _incoming) = mpsc::unbounded_channel();
-        let links = BTreeMap::from([("eth1".to_owned(), true)]);
+        let links = BTreeMap::from([("eth0".to_owned(), true), ("eth1".to_owned(), true)]);
         let t0 = Instant::now();
         let mut health = Health::new(&config, links, events, t0).unwrap();
-        // A missing file is 0; eth2 does not exist, so it is down.
+        // A missing file is 0; eth2 does not exist, so it is down; eth0,
+        // the instance's own interface, is tracked too.
         assert_eq!(
             effects(&health, &config),
             [
                 ("eth1".to_owned(), Effect::Priority(0)),
                 ("eth2".to_owned(), Effect::Priority(-10)),
+                ("eth0".to_owned(), Effect::Priority(0)),
                 ("health".to_owned(), Effect::Priority(0)),
             ]
         );
@@ -397,11 +421,13 @@ mod tests {
         assert!(health.handle_link("eth1", false));
         assert!(!health.handle_link("eth1", false), "no change");
         assert!(health.handle_link("eth2", true));
+        assert!(health.handle_link("eth0", false));
         assert_eq!(
             effects(&health, &config),
             [
                 ("eth1".to_owned(), Effect::Fault),
                 ("eth2".to_owned(), Effect::Priority(0)),
+                ("eth0".to_owned(), Effect::Fault),
                 ("health".to_owned(), Effect::Priority(-30)),
             ]
         );
@@ -410,8 +436,34 @@ mod tests {
         std::fs::write(&file, "lots\n").unwrap();
         assert!(!health.handle_timeout(t0 + FILE_READ_INTERVAL * 2));
         assert_eq!(
-            effects(&health, &config)[2],
+            effects(&health, &config)[3],
             ("health".to_owned(), Effect::Priority(-30))
+        );
+    }
+
+    #[test]
+    fn the_own_interface_is_tracked_once_with_weight_zero_unless_listed() {
+        let config = |track: &str| {
+            let text = format!(
+                "instances:\n  - name: VI_1\n    interface: eth0\n    virtual_router_id: 51\n    \
+                 virtual_ipaddress: [10.0.0.100/24]\n    track_interface: {track}\n"
+            );
+            VrrpConfig::parse(&text, "test.yaml", None).unwrap()
+        };
+        let tracked = |config: &VrrpConfig| {
+            tracked_interfaces(&config.instances[0])
+                .map(|tracked| (tracked.name, tracked.weight))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tracked(&config("[]")), [("eth0".to_owned(), 0)]);
+        assert_eq!(
+            tracked(&config("[eth1]")),
+            [("eth1".to_owned(), 0), ("eth0".to_owned(), 0)]
+        );
+        assert_eq!(
+            tracked(&config("[\"eth0 weight -20\"]")),
+            [("eth0".to_owned(), -20)],
+            "a listed own interface keeps its weight"
         );
     }
 }
