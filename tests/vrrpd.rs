@@ -98,6 +98,12 @@ impl Vrrpd {
             .filter(|state| state["pid"].as_u64() == Some(u64::from(self.proc.pid())))
     }
 
+    /// `<run-dir>/hooks.journal`: its hook journal, unless the config
+    /// names another.
+    pub fn journal_path(&self) -> PathBuf {
+        self.run_dir.join(hookrun::JOURNAL_FILE_NAME)
+    }
+
     /// Instance `name` from [`Vrrpd::state`].
     pub fn instance(&self, name: &str) -> Option<Value> {
         let state = self.state()?;

@@ -31,10 +31,22 @@ auto exposes the volume with nbd-client when the kernel has the nbd module
 (/sys/module/nbd) and nbd-client is installed, otherwise with nbdfuse and a
 loop device. replicad serves the Primary's volume on RUN_DIR/RESOURCE.nbd.
 
+Run by vrrpd (HAPAIR_STATE_FILE, HAPAIR_INSTANCE or HAPAIR_GROUP, and
+HAPAIR_STATE in the environment), the hook reads the instance's state
+(haadm vrrp status) before each try of haadm primary/secondary, and gives
+up with exit 3 when vrrpd has moved on: a promote run for MASTER once the
+instance is no longer MASTER, a demote once it is MASTER again. The hook of
+the new state is queued behind it and does what is wanted now. Run by hand,
+for STOP, or when the state file cannot be read, it retries as above.
+
 Exit codes: 0 done (also when every step was already done), 1 a step
-failed (the message names it and why), 2 usage error.
+failed (the message names it and why), 2 usage error, 3 out of date:
+vrrpd moved on while the hook was running (see above).
 EOF
 }
+
+# The exit code of a hook that gave up because vrrpd moved on.
+EXIT_OUT_OF_DATE=3
 
 HAPAIR_RUN_DIR=${HAPAIR_RUN_DIR:-/run/hapair}
 HAPAIR_HAADM=${HAPAIR_HAADM:-haadm}
@@ -49,12 +61,17 @@ say() {
     printf '%s %s: %s\n' "$HOOK_NAME" "${RESOURCE:-?}" "$*"
 }
 
+# Ends the hook with exit code CODE: STEP failed, and why.
+fail_with() {
+    local code=$1 step=$2
+    shift 2
+    printf '%s %s: step %s failed: %s\n' "$HOOK_NAME" "${RESOURCE:-?}" "$step" "$*" >&2
+    exit "$code"
+}
+
 # Ends the hook: STEP failed, and why. Exit 1.
 fail() {
-    local step=$1
-    shift
-    printf '%s %s: step %s failed: %s\n' "$HOOK_NAME" "${RESOURCE:-?}" "$step" "$*" >&2
-    exit 1
+    fail_with 1 "$@"
 }
 
 usage_error() {
@@ -131,13 +148,46 @@ current_role() {
     haadm role "$RESOURCE"
 }
 
+# When vrrpd ran this hook and has moved on since, sets MOVED_ON to why
+# the hook is out of date and returns 0: a hook run for MASTER (promote)
+# once the instance (or sync group) is no longer MASTER, one run for
+# BACKUP or FAULT (demote) once it is MASTER again. vrrpd queued the hook
+# of the new state behind this one. Returns 1 otherwise: run by hand (the
+# variables unset), run for STOP (no hook follows that one), or the state
+# unknown (the file unreadable, the name not in it; said once).
+vrrpd_moved_on() {
+    local name=${HAPAIR_INSTANCE:-${HAPAIR_GROUP:-}} options=() now code=0
+    [[ -n ${HAPAIR_STATE_FILE:-} && -n $name && -n ${HAPAIR_STATE:-} && $HAPAIR_STATE != STOP ]] ||
+        return 1
+    [[ -z ${HAPAIR_INSTANCE:-} ]] && options=(--group)
+    now=$(haadm vrrp status "${options[@]}" --state-file "$HAPAIR_STATE_FILE" "$name" 2>&1) || code=$?
+    if ((code != 0)); then
+        if [[ -z ${VRRP_STATE_UNKNOWN:-} ]]; then
+            say "cannot read $name's state from vrrpd (haadm exited with $code: $now): retrying as if run by hand"
+            VRRP_STATE_UNKNOWN=1
+        fi
+        return 1
+    fi
+    if [[ $HAPAIR_STATE == MASTER && $now != MASTER ]]; then
+        MOVED_ON="$name left MASTER (now $now): this $HOOK_NAME is out of date; giving up, the demote hook follows"
+    elif [[ $HAPAIR_STATE != MASTER && $now == MASTER ]]; then
+        MOVED_ON="$name is MASTER again (this $HOOK_NAME ran for $HAPAIR_STATE): it is out of date; giving up, the promote hook follows"
+    else
+        return 1
+    fi
+}
+
 # Runs `haadm ROLE RESOURCE` until it succeeds, retrying while haadm
 # answers "state change refused" (11: the peer is still Primary, or a
 # client still holds the volume). Any other failure ends at once. Sets
 # HAADM_OUTPUT to what the last try printed and returns its exit code.
+# Before each try, ends the hook (exit 3, step ROLE) if vrrpd moved on.
 change_role() {
     local role=$1 try code
     for ((try = 1; ; try++)); do
+        if vrrpd_moved_on; then
+            fail_with "$EXIT_OUT_OF_DATE" "$role" "$MOVED_ON"
+        fi
         code=0
         HAADM_OUTPUT=$(haadm "$role" "$RESOURCE" 2>&1) || code=$?
         if ((code != 11 || try > HAPAIR_RETRIES)); then

@@ -5,8 +5,11 @@
 //! and undo all of it; running either twice does no harm, and a failing
 //! step is named. A process holding the mount does not stop demote: it
 //! gets SIGTERM, then SIGKILL if it ignores that, unless
-//! `HAPAIR_KILL_USERS=no`, which names it and fails. `haadm check` gives each Nagios exit code in a scenario
-//! made for it, and writes the track file.
+//! `HAPAIR_KILL_USERS=no`, which names it and fails. A promote that vrrpd
+//! ran gives up within a few tries, with exit 3, once the instance left
+//! MASTER (the demote queued behind it follows); run by hand it retries
+//! as long as it is told to. `haadm check` gives each Nagios exit code in
+//! a scenario made for it, and writes the track file.
 //!
 //! The hooks run in the test's own namespaces, as on a real host: only
 //! the daemons live in lab hosts (the control and NBD sockets are files).
@@ -19,18 +22,19 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hapair_lab::{
-    Finished, Lab, RESOURCE, ReplicadNode, VrrpInstance, Vrrpd, binary, installed_program,
+    Finished, Hooks, Lab, RESOURCE, ReplicadNode, VrrpInstance, Vrrpd, binary, installed_program,
     lab_lock, path_arg, process_is_alive, program, require_root, run_bounded, run_ok, vrrpd_config,
     wait_until,
 };
+use hookrun::{JournalEntry, JournalOutcome, read_journal};
 use nix::sys::signal::Signal;
 
-use crate::common::{wait_for_state, with_margin};
+use crate::common::{POLL, wait_for_state, with_margin};
 use crate::replicad_pair_kit::{
-    Extras, in_sync, make_split_brain, synced_pair, wait_for, wait_for_status,
+    Extras, Pair, in_sync, make_split_brain, synced_pair, wait_for, wait_for_status,
 };
 
 /// How long one hook may take: a few haadm retries, nbdfuse, fsck.
@@ -158,6 +162,33 @@ impl<'a> Hooked<'a> {
         hook_command(self.node, name, &args, env)
     }
 
+    /// Hook `name` as vrrpd runs it for this node: the options as
+    /// arguments, haadm being `haadm`, the storage pair's minute of retries
+    /// ([`VRRPD_RETRIES`] × [`VRRPD_RETRY_DELAY`]).
+    fn vrrpd_argv(&self, name: &str, haadm: &Path) -> Vec<String> {
+        [
+            path_arg(&hook_path(name)),
+            "-c",
+            path_arg(&self.node.config_dir()),
+            "--node",
+            self.node.name(),
+            "--run-dir",
+            path_arg(&self.node.run_dir()),
+            "--haadm",
+            path_arg(haadm),
+            "--expose",
+            "fuse",
+            "--retries",
+            VRRPD_RETRIES,
+            "--retry-delay",
+            VRRPD_RETRY_DELAY,
+            RESOURCE,
+            self.mount_arg(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     fn promote(&self, service: &[&str]) -> Finished {
         run_bounded(self.command("promote", service, &[]), HOOK_TIMEOUT)
     }
@@ -211,6 +242,34 @@ fn cleanup(argv: &[&str]) {
             eprintln!("cleanup: {argv:?} still running after {CLEANUP_TIMEOUT:?}; left behind");
         }
     }
+}
+
+/// A pass-through wrapper of haadm for `node`'s hooks that logs each call
+/// as `ARGS -> EXIT-CODE` to a file; returns the wrapper and the log.
+fn logged_haadm(node: &ReplicadNode) -> (PathBuf, PathBuf) {
+    let calls = node.new_path("haadm-calls", "log");
+    let wrapper = node.new_path("haadm-logged", "sh");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncode=0\n'{}' \"$@\" || code=$?\necho \"$* -> $code\" >> '{}'\nexit $code\n",
+            binary("haadm").display(),
+            calls.display()
+        ),
+    )
+    .expect("write the haadm wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
+    (wrapper, calls)
+}
+
+/// Waits until `calls` (see [`logged_haadm`]) shows `haadm primary`
+/// refused: the promote is retrying.
+fn wait_for_refused_promote(calls: &Path) {
+    wait_for(
+        "a promote refused while the peer is Primary",
+        || fs::read_to_string(calls).is_ok_and(|log| log.contains("primary r0 -> 11")),
+        || fs::read_to_string(calls).unwrap_or_default(),
+    );
 }
 
 /// Panics unless the hook failed (exit 1) naming `step` and saying `why`.
@@ -303,18 +362,7 @@ fn promote_and_demote_move_a_mounted_file_system_between_the_nodes() {
     // The handover of a failover: ha2's promote starts while ha1 is still
     // Primary (its haadm, logged by a pass-through wrapper, is refused),
     // keeps retrying, and succeeds once ha1 has demoted.
-    let calls = pair.ha2.new_path("haadm-calls", "log");
-    let wrapper = pair.ha2.new_path("haadm-logged", "sh");
-    fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\ncode=0\n'{}' \"$@\" || code=$?\necho \"$* -> $code\" >> '{}'\nexit $code\n",
-            binary("haadm").display(),
-            calls.display()
-        ),
-    )
-    .expect("write the haadm wrapper");
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
+    let (wrapper, calls) = logged_haadm(&pair.ha2);
     let takeover = ha2.command(
         "promote",
         &[],
@@ -324,11 +372,7 @@ fn promote_and_demote_move_a_mounted_file_system_between_the_nodes() {
         ],
     );
     let takeover = thread::spawn(move || run_bounded(takeover, HOOK_TIMEOUT));
-    wait_for(
-        "ha2's promote refused while ha1 is Primary",
-        || fs::read_to_string(&calls).is_ok_and(|log| log.contains("primary r0 -> 11")),
-        || fs::read_to_string(&calls).unwrap_or_default(),
-    );
+    wait_for_refused_promote(&calls);
     let demoted = ha1.demote(&stop);
     demoted.expect_code(0);
     ha1.assert_undone();
@@ -616,6 +660,232 @@ fn demote_sigkills_a_mount_user_that_ignores_sigterm() {
     assert_eq!(holder.ending_signal(), Signal::SIGKILL as i32);
     assert!(!holder.is_alive());
     ha1.assert_undone();
+}
+
+/// The retries of the hooks vrrpd runs in these tests: a minute in all,
+/// as the storage pair's hooks have.
+const VRRPD_RETRIES: &str = "600";
+const VRRPD_RETRY_DELAY: &str = "0.1";
+/// How soon a promote must give up once its instance left MASTER: a few of
+/// its tenth-of-a-second tries, far below its minute of retries.
+const GIVE_UP_BOUND: Duration = Duration::from_secs(5);
+
+/// ha1 Primary, ha2 Secondary and seeing ha1 so: ha2's promote is refused.
+fn pair_with_ha1_primary() -> Pair {
+    let pair = synced_pair(&Extras::default());
+    pair.ha1.haadm(&["primary", RESOURCE]).expect_code(0);
+    wait_for_status(&pair.ha2, "ha1's promotion", |s| {
+        s["peer"]["role"] == "Primary"
+    });
+    pair
+}
+
+/// The hook runs `journal` holds for instance VI_1, oldest first.
+fn vi_1_hook_runs(journal: &Path) -> Vec<JournalEntry> {
+    let contents = read_journal(journal).unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        contents.corrupt.is_empty(),
+        "corrupt journal lines: {:#?}",
+        contents.corrupt
+    );
+    contents
+        .entries
+        .into_iter()
+        .filter(|entry| entry.queue == "VI_1")
+        .collect()
+}
+
+#[test]
+fn a_promote_vrrpd_ran_gives_up_once_the_instance_left_master() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let pair = pair_with_ha1_primary();
+    let ha2 = Hooked::new(&pair.ha2);
+    let (haadm, calls) = logged_haadm(&pair.ha2);
+
+    // A vrrpd alone in its lab becomes MASTER and runs ha2's promote, which
+    // is refused (ha1 is Primary) and retries. With master_hook_failure:
+    // fault, a failed promote would put the instance into FAULT, were it
+    // for the mastership the instance holds.
+    let lab = Lab::new(2);
+    let fast = |priority| VrrpInstance {
+        version: 3,
+        advert_int: Duration::from_millis(200),
+        ..VrrpInstance::new(55, priority, "10.99.0.100/24")
+    };
+    let hooked = VrrpInstance {
+        hooks: Hooks {
+            notify_master: ha2.vrrpd_argv("promote", &haadm),
+            notify_backup: ha2.vrrpd_argv("demote", &haadm),
+            notify_timeout: Some(HOOK_TIMEOUT),
+            ..Hooks::default()
+        },
+        ..fast(100)
+    };
+    let config = format!(
+        "{}    master_hook_failure: fault\n",
+        vrrpd_config(std::slice::from_ref(&hooked))
+    );
+    let vrrpd = Vrrpd::start(lab.host(1), &config);
+    wait_for_refused_promote(&calls);
+
+    // A better router turns up: the instance goes back to BACKUP while its
+    // promote still has most of a minute of retries left.
+    let better = fast(200);
+    let _better = Vrrpd::start(lab.host(2), &vrrpd_config(std::slice::from_ref(&better)));
+    wait_for_state(
+        &vrrpd,
+        "VI_1",
+        "BACKUP",
+        with_margin(better.master_down_interval()) + Duration::from_secs(3),
+    );
+    let left_master = Instant::now();
+    let journal = vrrpd.journal_path();
+    let promote_ended =
+        |runs: &[JournalEntry]| runs.iter().any(|run| run.hook == "VI_1 notify_master");
+    wait_until(GIVE_UP_BOUND, POLL, || {
+        promote_ended(&vi_1_hook_runs(&journal))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the promote still ran {GIVE_UP_BOUND:?} after VI_1 left MASTER; hook runs: \
+                 {:#?}\nhaadm calls:\n{}",
+            vi_1_hook_runs(&journal),
+            fs::read_to_string(&calls).unwrap_or_default()
+        )
+    });
+    println!(
+        "the promote gave up {:?} after VI_1 left MASTER",
+        left_master.elapsed()
+    );
+    let log = vrrpd.proc().log();
+    assert!(
+        log.contains(
+            "step primary failed: VI_1 left MASTER (now BACKUP): this promote is out of date; \
+             giving up, the demote hook follows"
+        ),
+        "vrrpd's log should hold the promote's reason:\n{log}"
+    );
+
+    // The demote queued behind it runs; ha2 stays Secondary with nothing
+    // exposed, and vrrpd ignores the failed promote of a mastership it no
+    // longer holds: no FAULT.
+    wait_for(
+        "the demote after the promote",
+        || {
+            let runs = vi_1_hook_runs(&journal);
+            runs.iter()
+                .skip_while(|run| run.hook != "VI_1 notify_master")
+                .any(|run| run.hook == "VI_1 notify_backup")
+        },
+        || format!("{:#?}", vi_1_hook_runs(&journal)),
+    );
+    let runs = vi_1_hook_runs(&journal);
+    let outcomes: Vec<(&str, &JournalOutcome)> = runs
+        .iter()
+        .map(|run| (run.hook.as_str(), &run.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (
+                "VI_1 notify_backup",
+                &JournalOutcome::Exited { exit_code: 0 }
+            ),
+            (
+                "VI_1 notify_master",
+                &JournalOutcome::Exited { exit_code: 3 }
+            ),
+            (
+                "VI_1 notify_backup",
+                &JournalOutcome::Exited { exit_code: 0 }
+            ),
+        ],
+        "the hook runs: the first BACKUP, the MASTER, the BACKUP again"
+    );
+    ha2.assert_undone();
+    let instance = vrrpd.instance("VI_1").expect("vrrpd lists VI_1");
+    assert!(
+        instance["state"] == "BACKUP" && instance["trackers"].as_array().is_some_and(Vec::is_empty),
+        "VI_1 should be BACKUP with no notify_master hold: {instance}"
+    );
+    let log = vrrpd.proc().log();
+    assert!(
+        log.lines().any(|line| line.contains("VI_1: notify_master")
+            && line.contains("no longer the Master it ran for")),
+        "vrrpd should say it ignores the failed promote:\n{log}"
+    );
+}
+
+#[test]
+fn a_promote_run_by_hand_retries_whatever_vrrpd_says() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let pair = pair_with_ha1_primary();
+    let ha2 = Hooked::new(&pair.ha2);
+    // State files as vrrpd writes them (cut to what haadm reads).
+    let state_file = |state: &str| {
+        let path = pair.ha2.new_path("vrrp-state", "json");
+        fs::write(
+            &path,
+            format!(r#"{{"pid": 1, "instances": [{{"name": "VI_1", "state": "{state}"}}]}}"#),
+        )
+        .expect("write a state file");
+        path
+    };
+    let backup = state_file("BACKUP");
+    let master = state_file("MASTER");
+    let missing = pair.ha2.dir().join("no-such-state.json");
+    let vrrpd_env = |file: &Path| {
+        vec![
+            ("HAPAIR_STATE_FILE", path_arg(file).to_owned()),
+            ("HAPAIR_INSTANCE", "VI_1".to_owned()),
+            ("HAPAIR_STATE", "MASTER".to_owned()),
+        ]
+    };
+    let cases = [
+        ("run by hand", Vec::new()),
+        (
+            "run by hand, with only a state file saying BACKUP",
+            vec![("HAPAIR_STATE_FILE", path_arg(&backup).to_owned())],
+        ),
+        (
+            "vrrpd's variables, the state file missing",
+            vrrpd_env(&missing),
+        ),
+        ("vrrpd's variables, VI_1 still MASTER", vrrpd_env(&master)),
+    ];
+    for (case, env) in cases {
+        let mut env: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(key, value)| (*key, value.as_str()))
+            .collect();
+        env.extend([("HAPAIR_RETRIES", "4"), ("HAPAIR_RETRY_DELAY", "0.1")]);
+        let refused = run_bounded(ha2.command("promote", &[], &env), HOOK_TIMEOUT);
+        expect_step_failure(&refused, "primary", "refused after 5 tries");
+        assert_eq!(
+            refused.stdout.matches("primary: refused (try ").count(),
+            4,
+            "{case}: every retry is made:\n{}",
+            refused.stdout
+        );
+        assert!(
+            !refused.stderr.contains("out of date"),
+            "{case}:\n{}",
+            refused.stderr
+        );
+        assert_eq!(
+            refused.stdout.contains("retrying as if run by hand"),
+            case.contains("missing"),
+            "{case}: an unreadable state file is said once:\n{}",
+            refused.stdout
+        );
+        assert_eq!(pair.ha2.status()["role"], "Secondary", "{case}");
+    }
 }
 
 /// Runs `haadm check ARGS` on `node`; panics unless it exits with `code`

@@ -42,6 +42,8 @@ use std::path::{Path, PathBuf};
 
 use replicad::control::{Client, Reply, Request, ResourceStatus};
 
+use crate::vrrp::{NamedState, default_state_file, parse_vrrp_state};
+
 /// Nagios's plugin status, in exit-code order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -77,14 +79,6 @@ impl Status {
     }
 }
 
-/// One VRRP instance as vrrpd's state file lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instance {
-    pub name: String,
-    /// `MASTER`, `BACKUP`, `FAULT`, `INIT`.
-    pub state: String,
-}
-
 /// What vrrpd's state file said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Vrrp {
@@ -96,7 +90,7 @@ pub enum Vrrp {
     /// The file names a process that no longer runs.
     NotRunning { path: PathBuf, pid: u32 },
     /// vrrpd runs and its instances are in these states.
-    Running(Vec<Instance>),
+    Running(Vec<NamedState>),
 }
 
 /// Everything the verdict is made from.
@@ -295,7 +289,7 @@ fn assess_resource(r: &ResourceStatus, findings: &mut Findings) {
     }
 }
 
-fn assess_vrrp(instances: &[Instance], resources: &[ResourceStatus], findings: &mut Findings) {
+fn assess_vrrp(instances: &[NamedState], resources: &[ResourceStatus], findings: &mut Findings) {
     for instance in instances {
         if matches!(instance.state.as_str(), "FAULT" | "INIT") {
             findings.add(
@@ -350,34 +344,6 @@ fn resource_summary(r: &ResourceStatus) -> String {
     text
 }
 
-/// Reads vrrpd's state file text: its pid and its instances.
-pub fn parse_vrrp_state(text: &str) -> Result<(u32, Vec<Instance>), String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))?;
-    let pid = value["pid"]
-        .as_u64()
-        .and_then(|pid| u32::try_from(pid).ok())
-        .ok_or("no \"pid\" number")?;
-    let instances = value["instances"]
-        .as_array()
-        .ok_or("no \"instances\" list")?
-        .iter()
-        .map(|instance| {
-            let field = |key: &str| {
-                instance[key]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or(format!("an instance without a \"{key}\" string"))
-            };
-            Ok(Instance {
-                name: field("name")?,
-                state: field("state")?,
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok((pid, instances))
-}
-
 /// Reads the state file at `path`; `named` says the operator asked for
 /// this file, so that its absence is a problem rather than "not used".
 fn read_vrrp(path: &Path, named: bool) -> Vrrp {
@@ -392,11 +358,11 @@ fn read_vrrp(path: &Path, named: bool) -> Vrrp {
     };
     match parse_vrrp_state(&text) {
         Err(why) => unreadable(why),
-        Ok((pid, _)) if !Path::new("/proc").join(pid.to_string()).exists() => Vrrp::NotRunning {
+        Ok(state) if !Path::new("/proc").join(state.pid.to_string()).exists() => Vrrp::NotRunning {
             path: path.to_path_buf(),
-            pid,
+            pid: state.pid,
         },
-        Ok((_, instances)) => Vrrp::Running(instances),
+        Ok(state) => Vrrp::Running(state.instances),
     }
 }
 
@@ -427,7 +393,7 @@ fn write_track_file(path: &Path, value: u8) -> Result<(), String> {
 pub fn run(run_dir: &Path, vrrp_state: Option<&Path>, track_file: Option<&Path>) -> i32 {
     let vrrp = match vrrp_state {
         Some(path) => read_vrrp(path, true),
-        None => read_vrrp(&run_dir.join("vrrp").join("state.json"), false),
+        None => read_vrrp(&default_state_file(run_dir), false),
     };
     let observed = Observed {
         resources: ask_replicad(run_dir),
@@ -486,8 +452,8 @@ mod tests {
         r
     }
 
-    fn instance(state: &str) -> Instance {
-        Instance {
+    fn instance(state: &str) -> NamedState {
+        NamedState {
             name: "VI_1".into(),
             state: state.into(),
         }
@@ -763,7 +729,7 @@ mod tests {
         expect(&report, Status::Warning, "VI_1 BACKUP but r0 Primary");
         let two = vec![
             instance("BACKUP"),
-            Instance {
+            NamedState {
                 name: "VI_2".into(),
                 state: "MASTER".into(),
             },
@@ -814,36 +780,6 @@ mod tests {
                 .starts_with("HAPAIR CRITICAL - r0: two Primaries"),
             "{}",
             report.line
-        );
-    }
-
-    #[test]
-    fn reads_the_state_file_vrrpd_writes() {
-        let text = r#"{
-  "node": "ha1",
-  "pid": 1234,
-  "instances": [
-    {
-      "name": "VI_1",
-      "state": "MASTER",
-      "priority": 150,
-      "effective_priority": 150,
-      "master": "10.99.0.1",
-      "vips": ["10.99.0.100/24"],
-      "counters": {"adverts_sent": 3, "adverts_received": 0, "transitions": 2, "drops": {}}
-    }
-  ],
-  "unmatched_drops": {}
-}"#;
-        assert_eq!(parse_vrrp_state(text), Ok((1234, vec![instance("MASTER")])));
-        assert!(parse_vrrp_state("{").unwrap_err().starts_with("not JSON"));
-        assert_eq!(
-            parse_vrrp_state(r#"{"pid": 1, "instances": [{"name": "VI_1"}]}"#),
-            Err("an instance without a \"state\" string".into())
-        );
-        assert_eq!(
-            parse_vrrp_state(r#"{"instances": []}"#),
-            Err("no \"pid\" number".into())
         );
     }
 }

@@ -1,12 +1,14 @@
 //! `haadm`: hapair's admin command, in drbdadm's place. Metadata commands
 //! work on the disk directly; the others ask `replicad` over its control
-//! socket, as drbdadm asks the kernel through drbdsetup.
+//! socket, as drbdadm asks the kernel through drbdsetup. `vrrp status`,
+//! `check` and `hooks` read vrrpd's state file and hook journal.
 
 mod check;
 mod config_dump;
 mod hooks;
 mod import;
 mod metadata;
+mod vrrp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +24,8 @@ Exit codes:
   1   the command failed (I/O error, metadata problem)
   2   usage error
   3   replicad is not running
+  4   vrrpd's state file cannot be read (vrrp status)
+  5   vrrpd's state file lists no such instance or sync group (vrrp status)
   10  invalid configuration, or a resource the configuration does not define
   11  state change refused (e.g. secondary while held open, down while Primary)
   17  promotion needs UpToDate data (use --force only if you know this copy is good)";
@@ -46,7 +50,8 @@ struct Args {
     /// This host's name in the configuration (default: the hostname).
     #[arg(long, global = true)]
     node: Option<String>,
-    /// replicad's run directory (its control socket is replicad.sock there).
+    /// The run directory: replicad's control socket (replicad.sock) and
+    /// vrrpd's state file (vrrp/state.json) are there.
     #[arg(long, default_value = "/run/hapair", global = true)]
     run_dir: PathBuf,
     #[command(subcommand)]
@@ -128,6 +133,9 @@ enum Command {
     Import(import::Source),
     /// The hook journal: every hook run, oldest first.
     Hooks(hooks::HooksArgs),
+    /// vrrpd's instances, from its state file.
+    #[command(subcommand)]
+    Vrrp(vrrp::VrrpCommand),
     /// The pair's health in one Nagios-style line (exit 0 OK, 1 WARNING,
     /// 2 CRITICAL, 3 UNKNOWN): every resource, and vrrpd's state file.
     Check {
@@ -164,6 +172,15 @@ impl From<ClientError> for Failure {
         };
         Failure {
             code,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<vrrp::StatusError> for Failure {
+    fn from(error: vrrp::StatusError) -> Self {
+        Failure {
+            code: error.exit_code(),
             message: error.to_string(),
         }
     }
@@ -235,6 +252,7 @@ fn run(args: Args) -> Result<(), Failure> {
             write_track_file.as_deref(),
         )),
         Command::Hooks(hooks_args) => hooks::run(&args.run_dir, hooks_args).map_err(Failure::io),
+        Command::Vrrp(command) => Ok(vrrp::run(&args.run_dir, command)?),
         Command::Import(source) => import::run(
             source,
             &hapair_config::this_node(args.node.clone()),

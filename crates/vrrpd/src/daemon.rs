@@ -109,12 +109,13 @@ impl Daemon {
         watch_links(link_changes)?;
         let links = netlink.link_states().await?;
         let health = Health::new(&config, links, health_events, Instant::now())?;
+        let state_path = state_file::path(&run_dir);
         let mut daemon = Daemon {
             config_path,
             node,
-            state_path: state_file::path(&run_dir),
+            notifier: notify::Notifier::start(&config.hooks, &run_dir, &state_path)?,
+            state_path,
             netlink,
-            notifier: notify::Notifier::start(&config.hooks, &run_dir)?,
             sockets: HashMap::new(),
             instances: Vec::new(),
             groups: Vec::new(),
@@ -520,6 +521,8 @@ impl Daemon {
                 }
             }
             if let Some(state) = changed {
+                // The group's hooks may read its new state from the file.
+                self.write_state();
                 let config = &self.groups[group].config;
                 info!("sync group {}: {}", config.name, notify::state_word(state));
                 let hooks = notify::NotifyHooks::of_group(config);
@@ -585,6 +588,9 @@ impl Daemon {
                         from.name(),
                         notify::state_word(to)
                     );
+                    // The hooks may read the new state from the file.
+                    self.write_state();
+                    let running = &self.instances[index];
                     let transition = notify::Transition::instance(&running.config, to, priority);
                     let own_hook = self.notifier.notify(&transition);
                     if to == State::Master {
@@ -596,7 +602,6 @@ impl Daemon {
                             self.watch_master_hook(name, running.masterships, outcome);
                         }
                     }
-                    self.write_state();
                 }
             }
         }

@@ -4,12 +4,18 @@
 //! `notify_master` / `notify_backup` / `notify_fault` / `notify_stop` get
 //! only their configured arguments; the generic `notify` gets four more,
 //! `INSTANCE|GROUP <name> <STATE> <priority>`. Both see the same facts in
-//! the environment, with the virtual addresses. Each state change is an
-//! event numbered per queue (the instance's or group's name); its hooks run
-//! on that queue in order and are journalled with that number.
+//! the environment, with the virtual addresses and the path of vrrpd's
+//! state file (`HAPAIR_STATE_FILE`), which holds the instance's state as it
+//! is now: a hook that takes long (the promote hook retrying while the peer
+//! is still Primary) reads it to learn that vrrpd moved on and a later hook
+//! is queued behind it. The daemon writes the file before it queues the
+//! hooks of a change, so that a hook never reads a state older than its
+//! own. Each state change is an event numbered per queue (the instance's
+//! or group's name); its hooks run on that queue in order and are
+//! journalled with that number.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,8 +141,9 @@ impl<'a> Transition<'a> {
         }
     }
 
-    /// The jobs to run, in order: the state's own hook, then `notify`.
-    pub fn jobs(&self, event: u64) -> Vec<Job> {
+    /// The jobs to run, in order: the state's own hook, then `notify`;
+    /// `state_file` is vrrpd's state file, for `HAPAIR_STATE_FILE`.
+    pub fn jobs(&self, event: u64, state_file: &Path) -> Vec<Job> {
         let job = |hook_name: &str, command: &HookCommand, extra: &[String]| {
             let mut argv = command.argv.clone();
             argv.extend_from_slice(extra);
@@ -152,7 +159,8 @@ impl<'a> Transition<'a> {
             .for_event(event)
             .with_env(subject, self.name)
             .with_env("HAPAIR_STATE", self.state)
-            .with_env("HAPAIR_PRIORITY", self.priority.to_string());
+            .with_env("HAPAIR_PRIORITY", self.priority.to_string())
+            .with_env("HAPAIR_STATE_FILE", state_file.display().to_string());
             match self.kind {
                 NotifyKind::Instance => job.with_env("HAPAIR_VIRTUAL_ADDRESSES", &self.addresses),
                 NotifyKind::Group => job,
@@ -186,6 +194,8 @@ pub struct Notifier {
     runner: HookRunner,
     fifo: Option<NotifyFifo>,
     fifo_reader: Option<Service>,
+    /// vrrpd's state file, which the hooks are told about.
+    state_file: PathBuf,
     /// The last event number of each queue.
     events: HashMap<String, u64>,
 }
@@ -193,8 +203,9 @@ pub struct Notifier {
 impl Notifier {
     /// Sets up the hook journal (`<run_dir>/hooks.journal` unless
     /// configured), script security, the hook user and the `notify_fifo`
-    /// with its reader. Must run inside the Tokio runtime.
-    pub fn start(settings: &HookSettings, run_dir: &Path) -> Result<Notifier> {
+    /// with its reader; the hooks are told that vrrpd's state file is
+    /// `state_file`. Must run inside the Tokio runtime.
+    pub fn start(settings: &HookSettings, run_dir: &Path, state_file: &Path) -> Result<Notifier> {
         let journal_path = settings
             .journal
             .clone()
@@ -234,12 +245,14 @@ impl Notifier {
             runner: HookRunner::with_settings(run_settings),
             fifo,
             fifo_reader,
+            state_file: state_file.to_path_buf(),
             events: HashMap::new(),
         })
     }
 
     /// Queues the transition's hooks behind the earlier ones of its name
-    /// and writes its FIFO line. Returns at once: nothing waits for the
+    /// and writes its FIFO line. The state file must already hold the
+    /// transition's state. Returns at once: nothing waits for the
     /// hooks, so adverts keep flowing while they run. Returns the outcome
     /// of the state's own hook (`notify_master`, ...) when one is
     /// configured, for callers that act on it (`master_hook_failure`).
@@ -252,7 +265,7 @@ impl Notifier {
         let has_own_hook = transition.hooks.for_state(transition.state).is_some();
         // The runner logs and journals every outcome.
         let mut outcomes: Vec<_> = transition
-            .jobs(*event)
+            .jobs(*event, &self.state_file)
             .into_iter()
             .map(|job| self.runner.submit(transition.name, job))
             .collect();
@@ -307,10 +320,18 @@ mod tests {
             .remove(0)
     }
 
+    const STATE_FILE: &str = "/run/hapair/vrrp/state.json";
+
+    /// Whether `job` has `key` set to `value` in its environment.
+    fn has_env(job: &Job, key: &str, value: &str) -> bool {
+        job.env.contains(&(key.into(), value.into()))
+    }
+
     #[test]
     fn master_runs_its_hook_then_notify_with_keepalived_arguments() {
         let instance = instance();
-        let jobs = Transition::instance(&instance, State::Master, 150).jobs(7);
+        let jobs =
+            Transition::instance(&instance, State::Master, 150).jobs(7, Path::new(STATE_FILE));
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].argv, ["/hooks/promote", "r0"]);
         assert_eq!(jobs[0].name, "VI_1 notify_master");
@@ -325,23 +346,26 @@ mod tests {
                 "150"
             ]
         );
-        assert!(jobs[1].env.contains(&(
-            "HAPAIR_VIRTUAL_ADDRESSES".into(),
-            "10.0.0.100/24 10.0.0.101/24".into()
-        )));
-        assert!(
-            jobs[0]
-                .env
-                .contains(&("HAPAIR_STATE".into(), "MASTER".into()))
-        );
+        assert!(has_env(
+            &jobs[1],
+            "HAPAIR_VIRTUAL_ADDRESSES",
+            "10.0.0.100/24 10.0.0.101/24"
+        ));
+        assert!(has_env(&jobs[0], "HAPAIR_STATE", "MASTER"));
         assert!(jobs.iter().all(|job| job.event == Some(7)));
+        // Each hook can look up the instance's state as it is now.
+        assert!(
+            jobs.iter()
+                .all(|job| has_env(job, "HAPAIR_INSTANCE", "VI_1")
+                    && has_env(job, "HAPAIR_STATE_FILE", STATE_FILE))
+        );
     }
 
     #[test]
     fn unconfigured_hooks_run_nothing_and_stop_says_stop() {
         let instance = instance();
         let transition = Transition::instance(&instance, State::Initialize, 150);
-        let jobs = transition.jobs(1);
+        let jobs = transition.jobs(1, Path::new(STATE_FILE));
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].argv[2..], ["INSTANCE", "VI_1", "STOP", "150"]);
         assert_eq!(transition.fifo_line(), "INSTANCE \"VI_1\" STOP 150\n");
@@ -356,10 +380,12 @@ mod tests {
             ..NotifyHooks::of_instance(&instance)
         };
         let transition = Transition::group("G1", "FAULT", hooks);
-        let jobs = transition.jobs(3);
+        let jobs = transition.jobs(3, Path::new(STATE_FILE));
         assert_eq!(jobs[0].name, "G1 notify_fault");
         assert_eq!(jobs[1].argv[2..], ["GROUP", "G1", "FAULT", "0"]);
-        assert!(jobs[1].env.contains(&("HAPAIR_GROUP".into(), "G1".into())));
+        assert!(jobs.iter().all(|job| has_env(job, "HAPAIR_GROUP", "G1")
+            && has_env(job, "HAPAIR_STATE", "FAULT")
+            && has_env(job, "HAPAIR_STATE_FILE", STATE_FILE)));
         assert!(
             !jobs[1]
                 .env
