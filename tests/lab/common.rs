@@ -124,3 +124,11 @@ pub fn wait_for_instance(
 pub fn counter(instance: &Value, name: &str) -> u64 {
     instance["counters"][name].as_u64().unwrap_or(0)
 }
+
+/// Whether vrrpd's state of an instance shows a failed `notify_master`
+/// holding it (`master_hook_failure: fault`).
+pub fn held_by_master_hook(instance: &Value) -> bool {
+    instance["trackers"]
+        .as_array()
+        .is_some_and(|trackers| trackers.iter().any(|t| t["kind"] == "notify_master"))
+}
