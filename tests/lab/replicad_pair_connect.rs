@@ -8,6 +8,10 @@
 //!   once: when that peer is gone (frozen here), the connection ends within
 //!   `ping-timeout` and the promote hook's next retry passes, long before
 //!   the next `ping-int` (a minute here).
+//! - A forced promotion racing with the connect (the knock makes the pair
+//!   connect at once after `up`) never leaves the two nodes on different
+//!   decisions: the one whose state changed while deciding connects again.
+//!   The race is hit only now and then, so the test runs several rounds.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +19,9 @@ use hapair_lab::{RESOURCE, lab_lock, require_root};
 use nix::sys::signal::Signal;
 
 use crate::replicad_pair_kit::{Extras, fresh_pair, in_sync, synced_pair, wait_for_status};
+
+/// Fresh pairs promoted while they connect.
+const RACE_ROUNDS: usize = 8;
 
 /// The dialer's pause between dials; waiting for it would take this long.
 const SLOW_DIAL: &str = "connect-int: 60,";
@@ -109,4 +116,23 @@ fn a_refused_promotion_finds_a_dead_primary_gone_within_ping_timeout() {
         pair.ha2.daemon().log()
     );
     println!("ha2 promoted {took:?} after ha1 fell silent");
+}
+
+#[test]
+fn a_forced_promotion_while_connecting_still_ends_in_a_full_sync() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    for round in 1..=RACE_ROUNDS {
+        // ha2's `up` knocks; ha1 dials and the two decide while ha1 is
+        // promoted over its just-created data.
+        let pair = fresh_pair(&Extras::default());
+        pair.ha1
+            .haadm(&["primary", RESOURCE, "--force"])
+            .expect_code(0);
+        for node in [&pair.ha1, &pair.ha2] {
+            wait_for_status(node, &format!("round {round}: the full sync"), in_sync);
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use log::{error, info, warn};
+use replica::generation::GenerationIds;
 use replica::superblock::{Flags, VolumeState};
 use replica::sync::{
     self, PeerView, SplitBrainResolution, SyncDecision, SyncKind, SyncRole, UnresolvedReason,
@@ -177,27 +178,49 @@ async fn next_finished<T: 'static>(
 /// A connected session: the State exchange and the connect decision, then
 /// mirroring, until the connection ends.
 pub(super) async fn connected(context: &Arc<LinkContext>, wire: &mut Wire) -> Ended {
-    let (theirs, resync) = match agree(context, wire).await {
+    let agreed = match agree(context, wire).await {
         Ok(agreed) => agreed,
         Err(ended) => return ended,
     };
-    start_mirroring(context, wire, theirs, resync);
-    Connected::new(context, theirs, resync).run(wire).await
+    if let Err(ended) = start_mirroring(context, wire, &agreed) {
+        return ended;
+    }
+    Connected::new(context, agreed.theirs, agreed.resync)
+        .run(wire)
+        .await
 }
 
 /// The resync a connect decision asks for: this node's role and its kind.
 type ResyncAsked = Option<(SyncRole, SyncKind)>;
 
+/// The flags a connect decision reads: all but `al-clean`, which the first
+/// write after a clean start clears.
+fn decision_flags(mut flags: Flags) -> Flags {
+    flags.remove(Flags::AL_CLEAN);
+    flags
+}
+
+/// What the two nodes agreed on at the connect.
+struct Agreed {
+    /// The peer's State.
+    theirs: NodeState,
+    /// The resync the decision asks for.
+    resync: ResyncAsked,
+    /// This node's generation ids and flags the decision was made on.
+    decided_on: (GenerationIds, Flags),
+}
+
 /// Exchanges States and decides from the generation ids, running the
 /// split-brain and before-resync handlers: the peer's State and the resync
 /// to run, or how the session ends (a refusal).
-async fn agree(context: &LinkContext, wire: &mut Wire) -> Result<(NodeState, ResyncAsked), Ended> {
+async fn agree(context: &LinkContext, wire: &mut Wire) -> Result<Agreed, Ended> {
     let name = &context.config.name;
     let (peer_name, _) = context
         .config
         .peer(&context.node)
         .expect("a pair has two nodes");
     let mine = local_state(context);
+    let my_flags = context.journal.lock().superblock().state.flags;
     wire.send(Message::State(mine));
     let theirs = match wire.receive_within(HANDSHAKE_TIMEOUT).await {
         Ok(Message::State(theirs)) => theirs,
@@ -224,7 +247,6 @@ async fn agree(context: &LinkContext, wire: &mut Wire) -> Result<(NodeState, Res
             split_brain: false,
         });
     }
-    let my_flags = context.journal.lock().superblock().state.flags;
     let decision = if mine.disk == DiskState::Diskless || theirs.disk == DiskState::Diskless {
         // A Diskless node has no data to compare or sync: it is served
         // through its peer, which records what it misses.
@@ -289,17 +311,37 @@ async fn agree(context: &LinkContext, wire: &mut Wire) -> Result<(NodeState, Res
         }
         None => {}
     }
-    Ok((theirs, resync))
+    Ok(Agreed {
+        theirs,
+        resync,
+        decided_on: (mine.generations, decision_flags(my_flags)),
+    })
 }
 
 /// The session is connected: from here on every change is mirrored; the
 /// bitmap snapshot sent for a resync is taken under the same lock, so a
 /// change is either in it or mirrored.
-fn start_mirroring(context: &LinkContext, wire: &Wire, theirs: NodeState, resync: ResyncAsked) {
+///
+/// A promotion (or another change of the generation ids or flags) while
+/// the two nodes were deciding makes the decision stale: the peer decided
+/// on the State sent before it. Then the session ends (both connect again
+/// and decide anew); a change after this point sees the link mirroring
+/// and renegotiates by itself.
+fn start_mirroring(context: &LinkContext, wire: &Wire, agreed: &Agreed) -> Result<(), Ended> {
     let name = &context.config.name;
     let peer_name = &context.link.peer_name;
+    let (theirs, resync) = (agreed.theirs, agreed.resync);
     let words = {
         let mut state = context.link.lock();
+        let now = context.journal.lock().superblock().state;
+        if (now.generations, decision_flags(now.flags)) != agreed.decided_on {
+            return Err(Ended::Reconnect {
+                reason: "this node's generation ids or flags changed while connecting \
+                         (a promotion?); deciding again"
+                    .into(),
+                by_peer: false,
+            });
+        }
         state.outgoing = Some(wire.out.clone());
         // A new epoch: the peer counts this session's writes from zero, so
         // writes counted in an epoch the last session never closed must
@@ -343,6 +385,7 @@ fn start_mirroring(context: &LinkContext, wire: &Wire, theirs: NodeState, resync
     if let Some(words) = words {
         send_bitmap(wire, words);
     }
+    Ok(())
 }
 
 /// What a connected session keeps between two messages.
