@@ -50,21 +50,16 @@
 //! draws from the named kinds only (e.g.
 //! `HAPAIR_CHAOS_KINDS=ReplicationCut,MasterDiskFails`).
 //!
-//! Known to fail today, whatever the new faults: a `BackupLinkDown` is a
-//! partition of VRRP *and* replication while it lasts. Once it outlasts
-//! the BACKUP's Master_Down_Interval (about 0.7 s here), that host becomes
-//! MASTER and its promote is refused (the peer is Primary); the refusal
-//! makes its replicad ping the peer at once, the PingAck cannot cross the
-//! cut link within `ping-timeout` (1 s), replicad counts the peer as lost,
-//! the promote's next try succeeds while the instance is still MASTER, and
-//! both hosts are Primary: the split brain described above.
-//! `HAPAIR_CHAOS_SEED=1796619348952599407 HAPAIR_CHAOS_FAULTS=8` replays it
-//! in round 1 (2.8 s down), `HAPAIR_CHAOS_SEED=12345 HAPAIR_CHAOS_FAULTS=8`
-//! in round 7 (1.5 s down). These seeds used to replay out-of-date hooks
-//! instead (a promote still retrying a minute after its host went back to
-//! BACKUP, succeeding after a later fault); a hook vrrpd ran now gives up
-//! once the instance left the state it ran for (docs/operations.md §3, the
-//! lab test `hooks_promote::a_promote_vrrpd_ran_gives_up_once_the_instance_left_master`).
+//! Seeds that found defects, worth replaying after changes to vrrpd, the
+//! hooks or replicad's link (`HAPAIR_CHAOS_FAULTS=8` with
+//! `HAPAIR_CHAOS_SEED=1796619348952599407` or `=12345`): a `BackupLinkDown`
+//! long enough for the BACKUP's down timer made it MASTER while its own
+//! link was down; its promote, refused while the peer was Primary, later
+//! succeeded (split brain), or went on retrying after the host was BACKUP
+//! again and replayed out of date after a later fault. Now vrrpd tracks the
+//! instance's own interface (FAULT, not MASTER, while its link is down)
+//! and a hook vrrpd ran gives up once the instance left the state it ran
+//! for (docs/operations.md §3).
 
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
