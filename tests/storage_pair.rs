@@ -670,14 +670,21 @@ pub struct ReplicationCut {
 }
 
 impl ReplicationCut {
+    /// The packets the cut dropped so far, on both hosts together.
+    pub fn dropped(&self) -> u64 {
+        self.namespaces
+            .iter()
+            .map(|namespace| dropped_replication_packets(namespace))
+            .sum()
+    }
+
     /// Lets the replication traffic through again; returns the number of
     /// packets the cut dropped, on both hosts together.
     pub fn heal(mut self) -> u64 {
-        let mut dropped = 0;
+        let dropped = self.dropped();
         // Each namespace leaves the list once healed: should a step fail,
         // Drop removes the rest.
         while let Some(namespace) = self.namespaces.last() {
-            dropped += dropped_replication_packets(namespace);
             run_ok(&[
                 tc_program(),
                 "-n",
