@@ -329,8 +329,11 @@ impl Mirror for PeerLink {
         // The copies and digests are made before the lock is taken, so
         // that writes from several clients are not serialized on them; a
         // link that comes up meanwhile gets them made under the lock.
-        let integrity = self.lock().integrity;
-        let mut pieces = if self.is_mirroring() {
+        let (integrity, mirroring) = {
+            let state = self.lock();
+            (state.integrity, state.outgoing.is_some())
+        };
+        let mut pieces = if mirroring {
             write_pieces(payload, length, integrity)
         } else {
             Vec::new()
