@@ -1027,7 +1027,11 @@ impl ServerConnection {
         let fua = flags & wire::CMD_FLAG_FUA != 0;
         let command = match kind {
             CommandKind::Read => Command::Read { offset, length },
-            CommandKind::Write => Command::Write { offset, data, fua },
+            CommandKind::Write => Command::Write {
+                offset,
+                data: data.into(),
+                fua,
+            },
             CommandKind::Flush => Command::Flush,
             CommandKind::Trim => Command::Trim {
                 offset,

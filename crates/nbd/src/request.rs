@@ -4,6 +4,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use bytes::Bytes;
+
 /// Names one request of one connection until the daemon replies to it.
 ///
 /// Unique per connection, unlike the client's cookie (which clients merely
@@ -42,11 +44,7 @@ pub enum Command {
     Read { offset: u64, length: u32 },
     /// Write `data` at `offset`; with `fua`, the data must be durable before
     /// the reply.
-    Write {
-        offset: u64,
-        data: Vec<u8>,
-        fua: bool,
-    },
+    Write { offset: u64, data: Bytes, fua: bool },
     /// Make every write already answered durable before the reply.
     Flush,
     /// The client no longer needs this range; discarding it is optional.

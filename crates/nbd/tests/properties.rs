@@ -278,7 +278,7 @@ fn command() -> impl Strategy<Value = Command> {
         (range.clone(), any::<bool>(), any::<u8>()).prop_map(|((offset, length), fua, byte)| {
             Command::Write {
                 offset,
-                data: vec![byte; length as usize],
+                data: vec![byte; length as usize].into(),
                 fua,
             }
         }),

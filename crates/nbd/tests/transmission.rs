@@ -95,7 +95,7 @@ fn write_payload_split_anywhere_is_reassembled_with_fua() {
         request.command,
         Command::Write {
             offset: MIB - 3000,
-            data,
+            data: data.into(),
             fua: true
         }
     );

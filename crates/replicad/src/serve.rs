@@ -43,6 +43,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use hapair_config::resource::OnIoError;
 use log::{error, info, warn};
 use nbd::{Command, Errno, Event, Export, Limits, Reply, Request, RequestId, ServerConnection};
@@ -73,7 +74,8 @@ pub trait Journal: Send + Sync {
 /// The content of a change, as the peer must apply it.
 #[derive(Debug, Clone, Copy)]
 pub enum Payload<'a> {
-    Data(&'a [u8]),
+    /// Block data, shared with the request it came in (not copied).
+    Data(&'a Bytes),
     /// This many zero bytes (TRIM, WRITE_ZEROES).
     Zeroes(u64),
 }
@@ -115,7 +117,7 @@ pub trait Mirror: Send + Sync {
 }
 
 /// The parts of a read served by the peer, in order.
-pub type PeerReads = Vec<oneshot::Receiver<Option<Vec<u8>>>>;
+pub type PeerReads = Vec<oneshot::Receiver<Option<Bytes>>>;
 
 /// Something the daemon must hear about.
 #[derive(Debug)]
@@ -356,7 +358,7 @@ impl Volume {
     pub async fn write_held(
         self: &Arc<Self>,
         held: HeldRange,
-        payload: Vec<u8>,
+        payload: Bytes,
         fua: bool,
     ) -> io::Result<()> {
         let offset = held.range.start;

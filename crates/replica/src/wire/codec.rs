@@ -2,6 +2,8 @@
 //! (payload length bounds, allowed flags) the decoder checks from the header
 //! alone. The layouts are in `docs/wire-protocol.md` §4.
 
+use bytes::Bytes;
+
 use crate::generation::{GenerationIds, HISTORY_LEN};
 use crate::superblock::NodeName;
 
@@ -83,13 +85,13 @@ impl Message {
     /// data, and the block data itself (Write, ResyncData and ReadData carry
     /// it last; empty for the other messages). The block data is moved,
     /// not copied: a sender writes both parts with one vectored write.
-    pub fn into_frame_parts(self) -> (Vec<u8>, Vec<u8>) {
+    pub fn into_frame_parts(self) -> (Vec<u8>, Bytes) {
         let mut head = Vec::with_capacity(HEADER_LEN + WRITE_FIXED_LEN + MAX_DIGEST_LEN);
         self.encode_head(&mut head);
         let bulk = match self {
-            Message::Write(write) => write.data.into_vec(),
-            Message::ResyncData { data, .. } | Message::ReadData { data, .. } => data.into_vec(),
-            _ => Vec::new(),
+            Message::Write(write) => write.data.into_bytes(),
+            Message::ResyncData { data, .. } | Message::ReadData { data, .. } => data.into_bytes(),
+            _ => Bytes::new(),
         };
         (head, bulk)
     }
@@ -225,13 +227,15 @@ impl Message {
 
     /// Decodes the payload of a frame whose header was already checked:
     /// `flags` are allowed for `kind` and the length is within its bounds.
+    /// Block data is taken as a view of `payload`, not copied.
     pub(crate) fn decode_payload(
         kind: MessageType,
         flags: u16,
-        payload: &[u8],
+        payload: &Bytes,
     ) -> Result<Message, WireError> {
         let mut reader = Reader {
             kind,
+            source: payload,
             rest: payload,
         };
         let message = match kind {
@@ -458,6 +462,9 @@ fn take_write(reader: &mut Reader<'_>, flags: u16) -> Result<Write, WireError> {
 /// naming the message and the field.
 struct Reader<'a> {
     kind: MessageType,
+    /// The whole payload, which block data is a view of.
+    source: &'a Bytes,
+    /// What is left of `source` to read.
     rest: &'a [u8],
 }
 
@@ -530,7 +537,7 @@ impl<'a> Reader<'a> {
     fn data(&mut self, offset: u64) -> Result<Data, WireError> {
         let bytes = std::mem::take(&mut self.rest);
         self.check_range(offset, bytes.len() as u64, MAX_DATA_LEN as u64)?;
-        Data::new(bytes.to_vec()).map_err(|error| self.error(error.to_string()))
+        Data::new(self.source.slice_ref(bytes)).map_err(|error| self.error(error.to_string()))
     }
 
     /// Offset and length of a request, the length 1 to [`MAX_DATA_LEN`].

@@ -1,9 +1,11 @@
 //! The frame header and the streaming decoder that turns received bytes,
 //! in chunks of any size, into messages.
 
+use bytes::BytesMut;
+
 use super::codec::{allowed_flags, payload_bounds};
 use super::message::{Message, MessageType};
-use super::{HEADER_LEN, MAGIC, SUPPORTED_VERSIONS, WireError};
+use super::{HEADER_LEN, MAGIC, MAX_FRAME_LEN, SUPPORTED_VERSIONS, WireError};
 
 /// A checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,13 +71,15 @@ impl Header {
 /// Decodes the frames of one connection from bytes received in chunks of
 /// any size.
 ///
-/// Feed it with [`push`](Self::push), or receive straight into it with
-/// [`receive_buffer`](Self::receive_buffer) and
-/// [`received`](Self::received) (no copy), then take messages by iterating
-/// until it yields `None` (it needs more bytes). Between feeds it keeps at
-/// most one incomplete frame, less than [`super::MAX_FRAME_LEN`] bytes; a
-/// feed adds its bytes until they are decoded, so feed what one read
-/// returned and drain before the next read.
+/// Feed it with [`push`](Self::push), or receive straight into it: read
+/// into the spare capacity of [`receive_buffer`](Self::receive_buffer)
+/// (tokio's `read_buf` does that). Then take messages by iterating until it
+/// yields `None` (it needs more bytes). Block data in a message is a view
+/// of the received bytes, not a copy; the memory of a frame is freed when
+/// the last view of it is dropped. Between feeds it keeps at most one
+/// incomplete frame, less than [`super::MAX_FRAME_LEN`] bytes; a feed adds
+/// its bytes until they are decoded, so feed what one read returned and
+/// drain before the next read.
 ///
 /// After the first error it yields nothing more and drops what it is given:
 /// the byte stream is out of step and the connection must be closed. At end
@@ -83,13 +87,17 @@ impl Header {
 /// inside a frame.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
-    /// Received bytes are `buffer[start..end]`; the rest is room.
-    buffer: Vec<u8>,
-    /// Bytes of `buffer` before this index are decoded.
-    start: usize,
-    end: usize,
+    /// Received bytes not yet decoded; the spare capacity is room.
+    buffer: BytesMut,
     failed: bool,
 }
+
+/// The least room [`FrameDecoder::receive_buffer`] offers to a read.
+const LEAST_RECEIVE_ROOM: usize = 64 * 1024;
+/// Room taken at once when there is less than [`LEAST_RECEIVE_ROOM`]: a few
+/// of the largest frames, so that few frames are cut by the end of an
+/// allocation (whose received part is copied into the next one).
+const RECEIVE_RESERVE: usize = 4 * MAX_FRAME_LEN;
 
 impl FrameDecoder {
     pub fn new() -> Self {
@@ -98,45 +106,27 @@ impl FrameDecoder {
 
     /// Adds received bytes. Ignored after an error.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.failed {
-            return;
+        if !self.failed {
+            self.buffer.extend_from_slice(bytes);
         }
-        let room = self.receive_buffer(bytes.len());
-        room[..bytes.len()].copy_from_slice(bytes);
-        self.received(bytes.len());
     }
 
-    /// Room for at least `at_least` more received bytes, to read into
-    /// directly; then say how many arrived with [`Self::received`].
-    pub fn receive_buffer(&mut self, at_least: usize) -> &mut [u8] {
-        if self.start > 0 {
-            self.buffer.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.buffer.len() < self.end + at_least {
-            self.buffer.resize(self.end + at_least, 0);
-        }
-        &mut self.buffer[self.end..]
-    }
-
-    /// `count` bytes were received into [`Self::receive_buffer`]. Ignored
-    /// after an error.
-    pub fn received(&mut self, count: usize) {
+    /// The buffer to receive into: append received bytes to it (its spare
+    /// capacity is at least 64 KiB). Bytes appended after an error are
+    /// dropped.
+    pub fn receive_buffer(&mut self) -> &mut BytesMut {
         if self.failed {
-            return;
+            self.buffer = BytesMut::new();
         }
-        assert!(
-            self.end + count <= self.buffer.len(),
-            "received {count} bytes into a receive buffer of {}",
-            self.buffer.len() - self.end
-        );
-        self.end += count;
+        if self.buffer.capacity() - self.buffer.len() < LEAST_RECEIVE_ROOM {
+            self.buffer.reserve(RECEIVE_RESERVE);
+        }
+        &mut self.buffer
     }
 
     /// Bytes received and not yet decoded.
     pub fn buffered_len(&self) -> usize {
-        self.end - self.start
+        if self.failed { 0 } else { self.buffer.len() }
     }
 
     /// True once a frame was refused.
@@ -156,9 +146,7 @@ impl FrameDecoder {
 
     fn fail(&mut self, error: WireError) -> Option<Result<Message, WireError>> {
         self.failed = true;
-        self.buffer = Vec::new();
-        self.start = 0;
-        self.end = 0;
+        self.buffer = BytesMut::new();
         Some(Err(error))
     }
 }
@@ -172,26 +160,55 @@ impl Iterator for FrameDecoder {
         if self.failed {
             return None;
         }
-        let pending = &self.buffer[self.start..self.end];
-        let header_bytes: &[u8; HEADER_LEN] = pending.get(..HEADER_LEN)?.try_into().ok()?;
+        let header_bytes: &[u8; HEADER_LEN] = self.buffer.get(..HEADER_LEN)?.try_into().ok()?;
         let header = match Header::parse(header_bytes) {
             Ok(header) => header,
             Err(error) => return self.fail(error),
         };
-        if pending.len() < header.frame_len() {
+        if self.buffer.len() < header.frame_len() {
             return None;
         }
-        let payload = &pending[HEADER_LEN..header.frame_len()];
-        match Message::decode_payload(header.message_type, header.flags, payload) {
-            Ok(message) => {
-                self.start += header.frame_len();
-                if self.start == self.end {
-                    self.start = 0;
-                    self.end = 0;
-                }
-                Some(Ok(message))
-            }
+        let payload = self
+            .buffer
+            .split_to(header.frame_len())
+            .freeze()
+            .slice(HEADER_LEN..);
+        match Message::decode_payload(header.message_type, header.flags, &payload) {
+            Ok(message) => Some(Ok(message)),
             Err(error) => self.fail(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Data, Write};
+
+    /// The block data of a decoded Write lies in the decoder's own receive
+    /// buffer: a view, not a copy.
+    #[test]
+    fn block_data_is_a_view_of_the_received_bytes() {
+        let write = Write {
+            id: 9,
+            offset: 4096,
+            epoch: 1,
+            fua: false,
+            sender_diskless: false,
+            integrity: None,
+            data: Data::new(vec![0x5a; 256 * 1024]).unwrap(),
+        };
+        let mut frame = Vec::new();
+        Message::Write(write.clone()).encode(&mut frame);
+        let mut decoder = FrameDecoder::new();
+        let buffer = decoder.receive_buffer();
+        buffer.extend_from_slice(&frame);
+        let received = buffer.as_ptr_range();
+        let Some(Ok(Message::Write(decoded))) = decoder.next() else {
+            panic!("the frame did not decode to a Write");
+        };
+        assert_eq!(decoded, write);
+        let data = decoded.data.as_slice().as_ptr_range();
+        assert!(received.start <= data.start && data.end == received.end);
     }
 }

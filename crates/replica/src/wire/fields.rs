@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use thiserror::Error;
 
 use super::{MAX_DATA_LEN, MAX_NAME_LEN, MAX_TEXT_LEN};
@@ -76,8 +77,10 @@ impl fmt::Display for Text {
 }
 
 /// The block data of one write or resync reply: 1 to [`MAX_DATA_LEN`] bytes.
+/// It shares its memory (a [`Bytes`]): a decoded message's data is a view
+/// of the received frame, and data sent is not copied into a frame.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Data(Vec<u8>);
+pub struct Data(Bytes);
 
 /// Block data that cannot go into one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -88,7 +91,8 @@ pub struct Data(Vec<u8>);
 pub struct DataLengthError(pub usize);
 
 impl Data {
-    pub fn new(bytes: Vec<u8>) -> Result<Self, DataLengthError> {
+    pub fn new(bytes: impl Into<Bytes>) -> Result<Self, DataLengthError> {
+        let bytes = bytes.into();
         if bytes.is_empty() || bytes.len() > MAX_DATA_LEN {
             Err(DataLengthError(bytes.len()))
         } else {
@@ -100,7 +104,7 @@ impl Data {
         &self.0
     }
 
-    pub fn into_vec(self) -> Vec<u8> {
+    pub fn into_bytes(self) -> Bytes {
         self.0
     }
 

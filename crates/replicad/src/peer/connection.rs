@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use log::{info, warn};
 use replica::auth::{AuthConfig, Authenticator, Progress, SharedSecret, random_challenge};
 use replica::superblock::NodeName;
@@ -20,8 +21,8 @@ use tokio::task::JoinHandle;
 
 use super::{Ended, HANDSHAKE_TIMEOUT, LinkContext, TICK};
 
-/// The least room offered to one read from the peer.
-const RECEIVE_CHUNK: usize = 256 * 1024;
+/// Most frames the writer task sends with one vectored write.
+const MAX_FRAMES_PER_WRITE: usize = 32;
 /// How long a knock may take to connect before it is given up.
 const KNOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a closing side waits for its last message to leave.
@@ -35,24 +36,28 @@ const MAX_PENDING_HANDSHAKES: usize = 8;
 /// the payload up to its block data, and the block data (often empty),
 /// written together with one vectored write so that the block data is
 /// never copied into a frame.
-pub(super) type Frame = (Vec<u8>, Vec<u8>);
+pub(super) type Frame = (Vec<u8>, Bytes);
 
 pub(super) fn frame(message: Message) -> Frame {
     message.into_frame_parts()
 }
 
-/// Writes a frame's two parts, vectored, until both are out.
-async fn write_frame(writer: &mut OwnedWriteHalf, (head, bulk): &Frame) -> std::io::Result<()> {
-    let (mut head, mut bulk) = (head.as_slice(), bulk.as_slice());
-    while !head.is_empty() || !bulk.is_empty() {
-        let parts = [IoSlice::new(head), IoSlice::new(bulk)];
-        let written = writer.write_vectored(&parts).await?;
+/// Writes the parts of some frames, in order, with vectored writes until
+/// all are out: frames queued together (acks, small writes) leave with one
+/// system call.
+async fn write_frames(writer: &mut OwnedWriteHalf, frames: &[Frame]) -> std::io::Result<()> {
+    let mut parts: Vec<IoSlice<'_>> = frames
+        .iter()
+        .flat_map(|(head, bulk)| [IoSlice::new(head), IoSlice::new(bulk)])
+        .filter(|part| !part.is_empty())
+        .collect();
+    let mut unwritten = &mut parts[..];
+    while !unwritten.is_empty() {
+        let written = writer.write_vectored(unwritten).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let from_head = written.min(head.len());
-        head = &head[from_head..];
-        bulk = &bulk[written - from_head..];
+        IoSlice::advance_slices(&mut unwritten, written);
     }
     Ok(())
 }
@@ -140,15 +145,14 @@ impl Wire {
                 self.last_received = Instant::now();
                 return decoded.map_err(|wire_error| wire_error.to_string());
             }
-            let room = self.decoder.receive_buffer(RECEIVE_CHUNK);
-            match self.reader.read(room).await {
+            match self.reader.read_buf(self.decoder.receive_buffer()).await {
                 Ok(0) => {
                     return Err(match self.decoder.finish() {
                         Ok(()) => "the peer closed the connection".to_string(),
                         Err(wire_error) => wire_error.to_string(),
                     });
                 }
-                Ok(n) => self.decoder.received(n),
+                Ok(_) => {}
                 Err(read_error) => return Err(format!("reading from the peer: {read_error}")),
             }
         }
@@ -173,10 +177,12 @@ pub(super) fn open(stream: TcpStream) -> Opened {
     let (reader, mut writer_half) = stream.into_split();
     let (out, mut queue) = mpsc::unbounded_channel::<Frame>();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = queue.recv().await {
-            if write_frame(&mut writer_half, &frame).await.is_err() {
+        let mut frames = Vec::with_capacity(MAX_FRAMES_PER_WRITE);
+        while queue.recv_many(&mut frames, MAX_FRAMES_PER_WRITE).await > 0 {
+            if write_frames(&mut writer_half, &frames).await.is_err() {
                 return;
             }
+            frames.clear();
         }
         let _ = writer_half.shutdown().await;
     });

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use bytes::Bytes;
 use hapair_config::ResourceConfig;
 use replica::wire::{
     Data, DigestAlgorithm, DiskState, MAX_DATA_LEN, Message, NodeState, ReplicationProtocol, Write,
@@ -23,6 +24,9 @@ use super::{wire_digest, wire_protocol};
 /// FLUSH (DRBD's `max-epoch-size` default), so that the transfer log
 /// stays short.
 const MAX_EPOCH_WRITES: u32 = 2048;
+
+/// The block data of a Write of zeroes (TRIM, WRITE_ZEROES).
+static ZEROES: [u8; MAX_DATA_LEN] = [0; MAX_DATA_LEN];
 
 /// DRBD's connection states, as far as hapair has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +50,7 @@ pub(super) enum Replication {
 }
 
 /// A Diskless node's read asked of the peer: its length, and who waits.
-type PendingRead = (u64, oneshot::Sender<Option<Vec<u8>>>);
+type PendingRead = (u64, oneshot::Sender<Option<Bytes>>);
 
 pub(super) struct LinkState {
     pub(super) connection: Connection,
@@ -278,7 +282,7 @@ impl PeerLink {
     /// Answers a Diskless node's read with the peer's data, or `None` when
     /// the peer could not read it. An answer of another length than asked
     /// is a protocol error.
-    pub(super) fn complete_read(&self, id: u64, data: Option<Vec<u8>>) -> Result<(), String> {
+    pub(super) fn complete_read(&self, id: u64, data: Option<Bytes>) -> Result<(), String> {
         let Some((length, waiter)) = self.lock().pending_reads.remove(&id) else {
             return Err(format!(
                 "protocol error: answer to read {id}, which was not asked"
@@ -445,8 +449,8 @@ fn write_pieces(
     while done < length {
         let take = (length - done).min(MAX_DATA_LEN as u64) as usize;
         let bytes = match payload {
-            Payload::Data(data) => data[done as usize..done as usize + take].to_vec(),
-            Payload::Zeroes(_) => vec![0; take],
+            Payload::Data(data) => data.slice(done as usize..done as usize + take),
+            Payload::Zeroes(_) => Bytes::from_static(&ZEROES[..take]),
         };
         let digest = integrity.map(|algorithm| algorithm.compute(&bytes));
         pieces.push((

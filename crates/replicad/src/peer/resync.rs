@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use hapair_config::ResourceConfig;
 use log::{info, warn};
 use replica::sync;
@@ -74,7 +75,7 @@ pub(super) async fn write_resync_data(
     context: Arc<LinkContext>,
     held: HeldRange,
     offset: u64,
-    data: Vec<u8>,
+    data: Bytes,
 ) -> Result<u64, String> {
     let length = data.len() as u64;
     context

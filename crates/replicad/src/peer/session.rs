@@ -608,7 +608,7 @@ impl<'a> Connected<'a> {
             }
             Message::ReadData { id, data } => context
                 .link
-                .complete_read(id, Some(data.into_vec()))
+                .complete_read(id, Some(data.into_bytes()))
                 .map_err(Ended::Retry)?,
             Message::ReadFailed { id } => {
                 context.link.complete_read(id, None).map_err(Ended::Retry)?;
@@ -725,7 +725,7 @@ impl<'a> Connected<'a> {
             let written = match held {
                 Ok(held) => {
                     volume
-                        .write_held(held, write.data.into_vec(), write.fua)
+                        .write_held(held, write.data.into_bytes(), write.fua)
                         .await
                 }
                 Err(hold_error) => Err(hold_error),
@@ -832,7 +832,7 @@ impl<'a> Connected<'a> {
             Arc::clone(context),
             held,
             offset,
-            data.into_vec(),
+            data.into_bytes(),
         ));
         Ok(())
     }
