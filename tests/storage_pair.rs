@@ -839,6 +839,72 @@ fn failing_disk_trigger(dir: &Path) -> PathBuf {
     dir.join("fail-now")
 }
 
+/// A backing disk that hangs on demand: nbdkit's memory plugin behind its
+/// pause filter, exposed as a regular file by nbdfuse ([`NbdkitDisk`]).
+/// While paused, every request to it waits (as on a disk whose controller
+/// stopped answering); dropping the disk resumes it first, so that the
+/// teardown of a failed test does not hang on it.
+pub struct HangingDisk {
+    pub disk: NbdkitDisk,
+    control: PathBuf,
+}
+
+impl HangingDisk {
+    /// A 64 MiB disk.
+    pub fn start() -> HangingDisk {
+        let disk = NbdkitDisk::start(|dir| {
+            vec![
+                "--filter=pause".into(),
+                "memory".into(),
+                (64u64 << 20).to_string(),
+                format!("pause-control={}", path_arg(&hanging_disk_control(dir))),
+            ]
+        });
+        let control = hanging_disk_control(disk.dir());
+        HangingDisk { disk, control }
+    }
+
+    /// Requests from now on wait until [`Self::resume`].
+    pub fn pause(&self) {
+        self.command(b'p')
+            .expect("the pause filter paused the disk");
+    }
+
+    /// Requests are served again, those that waited first.
+    pub fn resume(&self) {
+        self.command(b'r')
+            .expect("the pause filter resumed the disk");
+    }
+
+    /// Sends one command byte to the pause filter and waits for its echo
+    /// in upper case (for a pause, once the requests in progress are done).
+    fn command(&self, command: u8) -> std::io::Result<()> {
+        let mut control = std::os::unix::net::UnixStream::connect(&self.control)?;
+        control.set_read_timeout(Some(Duration::from_secs(30)))?;
+        control.write_all(&[command])?;
+        let mut echo = [0u8];
+        control.read_exact(&mut echo)?;
+        if echo[0] == command.to_ascii_uppercase() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "the pause filter answered {:?} to {:?}",
+                echo[0] as char, command as char
+            )))
+        }
+    }
+}
+
+impl Drop for HangingDisk {
+    fn drop(&mut self) {
+        let _ = self.command(b'r');
+    }
+}
+
+fn hanging_disk_control(dir: &Path) -> PathBuf {
+    dir.join("pause.sock")
+}
+
 /// Host `index`'s configuration and replicad node, up and connecting.
 fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHost {
     let host = lab.host(index).clone();

@@ -10,7 +10,13 @@
 # Run as root on Debian or Ubuntu:
 #
 #     sudo scripts/bench/nbd.sh [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]
-#                               [-o STORAGE,...] [-S SERVER,...]
+#                               [-o STORAGE,...] [-S SERVER,...] [-p]
+#
+# -p gives each simulated host a CPU of its own, as two real hosts have:
+# ha1, the lone replicad, nbdkit, fio and the plain copy run on CPU 0, ha2
+# on CPU 1 (taskset; the kernel's network and softirq work is not pinned).
+# Without it, everything shares all CPUs, so the pair's peer competes with
+# the Primary and fio for the CPUs that the node alone has to itself.
 #
 # -o and -S narrow a run to some storages (tmpfs, disk) and servers
 # (replicated, replicad, nbdkit), e.g. while working on one path; the
@@ -55,8 +61,8 @@ PEER_PORT=7789
 RESOURCE=r0
 
 usage() {
-    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...]"
-    echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one, -o ${STORAGES[*]// /,}, -S ${SERVERS[*]// /,}; needs root"
+    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...] [-p]"
+    echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one, -o ${STORAGES[*]// /,}, -S ${SERVERS[*]// /,}, all CPUs shared (-p: one per host); needs root"
 }
 
 runtime=10
@@ -72,7 +78,8 @@ only_some() {
     done
 }
 
-while getopts "t:s:r:e:o:S:h" option; do
+CPU_PER_HOST=no
+while getopts "t:s:r:e:o:S:ph" option; do
     case $option in
         o)
             only_some "$OPTARG" "${STORAGES[@]}" || {
@@ -92,6 +99,7 @@ while getopts "t:s:r:e:o:S:h" option; do
         s) backing_mib=$OPTARG ;;
         r) resync_mib=$OPTARG ;;
         e) ENGINE=$OPTARG ;;
+        p) CPU_PER_HOST=yes ;;
         h)
             usage
             exit 0
@@ -111,6 +119,22 @@ if [[ -n $ENGINE && $ENGINE != nbd && $ENGINE != libaio ]]; then
     echo "nbd.sh: -e takes nbd or libaio, not '$ENGINE'" >&2
     exit 2
 fi
+if [[ $CPU_PER_HOST == yes ]] && (($(nproc) < 2)); then
+    echo "nbd.sh: -p needs two CPUs, this machine has $(nproc)" >&2
+    exit 2
+fi
+
+# on_cpu HOST: sets PIN to the command prefix that runs a process on HOST's
+# CPU with -p (ha2: CPU 1; ha1 and everything else: CPU 0); empty without.
+on_cpu() {
+    PIN=()
+    if [[ $CPU_PER_HOST == yes ]]; then
+        PIN=(taskset -c 0)
+        [[ $1 == ha2 ]] && PIN=(taskset -c 1)
+    fi
+    return 0
+}
+
 # fio works on the same region for both servers: replicad's usable size is
 # a little smaller than its backing file (the metadata is inside).
 job_mib=$((backing_mib - 64))
@@ -224,7 +248,8 @@ disk: {on-io-error: detach, c-max-rate: 0}"
         mkdir -p "$dir/$node-run"
         fallocate -l "${backing_mib}MiB" "$dir/$node.img"
         pair_haadm "$node" create-md "$RESOURCE" >/dev/null
-        lab_spawn "$node" "$LAB_DIR/$node-replicad.log" env RUST_LOG=warn "$REPLICAD" \
+        on_cpu "$node"
+        lab_spawn "$node" "$LAB_DIR/$node-replicad.log" "${PIN[@]}" env RUST_LOG=warn "$REPLICAD" \
             -c "$dir/pair-config" --node "$node" --run-dir "$dir/$node-run"
         SERVER_PIDS+=("$LAB_PID")
         lab_poll "$SOCKET_TIMEOUT_MS" replicad_ready pair_haadm "$node" ||
@@ -260,7 +285,8 @@ start_server() {
                 "disk: {on-io-error: detach}"
             local haadm=("$HAADM" -c "$config" --node ha1 --run-dir "$run")
             "${haadm[@]}" create-md "$RESOURCE" >/dev/null
-            RUST_LOG=warn "$REPLICAD" -c "$config" --node ha1 --run-dir "$run" \
+            on_cpu ha1
+            RUST_LOG=warn "${PIN[@]}" "$REPLICAD" -c "$config" --node ha1 --run-dir "$run" \
                 </dev/null >>"$LAB_DIR/replicad.log" 2>&1 &
             SERVER_PIDS+=("$!")
             lab_poll "$SOCKET_TIMEOUT_MS" replicad_ready "${haadm[@]}" ||
@@ -275,7 +301,8 @@ start_server() {
             fallocate -l "${backing_mib}MiB" "$backing"
             socket=$dir/nbdkit.sock
             rm -f "$socket"
-            nbdkit --foreground -U "$socket" file "$backing" </dev/null >>"$LAB_DIR/nbdkit.log" 2>&1 &
+            on_cpu ha1
+            "${PIN[@]}" nbdkit --foreground -U "$socket" file "$backing" </dev/null >>"$LAB_DIR/nbdkit.log" 2>&1 &
             SERVER_PIDS+=("$!")
             ;;
     esac
@@ -298,7 +325,8 @@ stop_server() {
 # loop device); sets LOOP_DEVICE.
 attach_block_device() {
     FUSE_DIR=$(mktemp -d "$LAB_DIR/fuse.XXXXXX")
-    nbdfuse -P "$FUSE_DIR.pid" "$FUSE_DIR" "$URI" </dev/null >>"$LAB_DIR/nbdfuse.log" 2>&1 &
+    on_cpu ha1
+    "${PIN[@]}" nbdfuse -P "$FUSE_DIR.pid" "$FUSE_DIR" "$URI" </dev/null >>"$LAB_DIR/nbdfuse.log" 2>&1 &
     lab_poll "$SOCKET_TIMEOUT_MS" test -s "$FUSE_DIR.pid" || lab_fail "nbdfuse did not mount $URI"
     LOOP_DEVICE=$(losetup --find --show --direct-io=on "$FUSE_DIR/nbd")
 }
@@ -328,7 +356,8 @@ set_fio_target() {
 run_job() {
     local rw=$2 block_size=$3 iodepth=$4 output=$LAB_DIR/fio.json
     set_fio_target
-    fio --name="$1" "${FIO_TARGET[@]}" --rw="$rw" --bs="$block_size" --iodepth="$iodepth" \
+    on_cpu ha1
+    "${PIN[@]}" fio --name="$1" "${FIO_TARGET[@]}" --rw="$rw" --bs="$block_size" --iodepth="$iodepth" \
         --size="${job_mib}M" --runtime="$runtime" --time_based --randrepeat=0 \
         --output-format=json --output="$output" >/dev/null ||
         lab_fail "fio job $1 failed against $URI (see $output)"
@@ -368,7 +397,8 @@ run_resync() {
     pair_haadm ha2 disconnect "$RESOURCE"
     lab_poll "$SOCKET_TIMEOUT_MS" ha1_alone || lab_fail "ha1 still sees ha2 connected after haadm disconnect on ha2"
     set_fio_target
-    fio --name=dirty "${FIO_TARGET[@]}" --rw=write --bs=1M --iodepth=4 --size="${resync_mib}M" \
+    on_cpu ha1
+    "${PIN[@]}" fio --name=dirty "${FIO_TARGET[@]}" --rw=write --bs=1M --iodepth=4 --size="${resync_mib}M" \
         --output-format=json --output="$LAB_DIR/dirty.json" >/dev/null ||
         lab_fail "fio could not write ${resync_mib} MiB on the disconnected ha1 (see $LAB_DIR/dirty.json)"
     settle "$dir"
@@ -386,7 +416,8 @@ run_resync() {
     dd if=/dev/urandom of="$dir/copy-source" bs=1M count="$resync_mib" status=none
     settle "$dir"
     local copy_started=${EPOCHREALTIME/[.,]/}
-    dd if="$dir/copy-source" of="$dir/copy-target" bs=1M conv=fsync status=none
+    on_cpu ha1
+    "${PIN[@]}" dd if="$dir/copy-source" of="$dir/copy-target" bs=1M conv=fsync status=none
     local copied=${EPOCHREALTIME/[.,]/}
     rm -f "$dir/copy-source" "$dir/copy-target"
     echo "$(lab_ms_between "$started" "$connected") $(lab_ms_between "$started" "$resynced_us")" \
@@ -404,7 +435,9 @@ else
     lab_install_packages fuse3
     echo "nbd.sh: $(fio --version) drives the exports with libaio, O_DIRECT, on a loop device over nbdfuse"
 fi
-echo "nbd.sh: ${runtime} s per job, ${backing_mib} MiB backing files, jobs over ${job_mib} MiB, resync of ${resync_mib} MiB"
+CPUS="all CPUs shared"
+[[ $CPU_PER_HOST == yes ]] && CPUS="one CPU per host (ha2 on CPU 1, the rest on CPU 0)"
+echo "nbd.sh: ${runtime} s per job, ${backing_mib} MiB backing files, jobs over ${job_mib} MiB, resync of ${resync_mib} MiB, $CPUS"
 
 lab_up ha1 ha2
 mkdir -p "$TMPFS_DIR"
@@ -453,7 +486,7 @@ mib_per_s() {
 echo
 echo "fio engine: $ENGINE; ${runtime} s per job; ${backing_mib} MiB backing files;" \
     "latency = completion latency (mean, 99th percentile);" \
-    "repl = replicated pair (protocol C, two namespaces), alone = replicad without peer"
+    "repl = replicated pair (protocol C, two namespaces), alone = replicad without peer; $CPUS"
 echo
 echo "| storage | job | repl MiB/s | alone MiB/s | nbdkit MiB/s | repl IOPS | alone IOPS | nbdkit IOPS | repl/alone | alone/nbdkit |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"

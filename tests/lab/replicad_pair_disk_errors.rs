@@ -8,13 +8,18 @@
 //!
 //! The same with the Secondary's disk failing under mirrored writes: it
 //! detaches too, and the Primary keeps serving and records what it misses.
+//! A Secondary whose disk hangs instead (it answers pings, but its writes
+//! never end) is cut off after `ko-count` × `timeout`, so that the
+//! Primary's writes go on.
 //!
 //! The failing disk is the one of `replicad_disk_errors` (nbdkit's error
-//! filter behind nbdfuse); both nodes keep their metadata external.
+//! filter behind nbdfuse), the hanging one nbdkit's pause filter behind
+//! nbdfuse; both nodes keep their metadata external.
 
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hapair_lab::storage_pair::HangingDisk;
 use hapair_lab::{RESOURCE, lab_lock, path_arg, program, read_file_range, require_root};
 
 use crate::replicad_disk_errors::FailingDisk;
@@ -266,5 +271,87 @@ fn a_secondary_whose_disk_fails_detaches_and_the_primary_keeps_serving() {
             ha2_holds(range, byte),
             "ha2's re-attached disk holds {byte:#x} at {range:?}"
         );
+    }
+}
+
+/// `ko-count` (issue 4, DRBD's meaning): ha2's disk hangs under a mirrored
+/// write while ha2 itself answers pings. Without ko-count the client's write
+/// would wait for ever; with `ko-count: 4` and `timeout: 5` (0.5 s), ha1
+/// cuts ha2 off after 2 s, the write completes, ha1 goes on alone
+/// (StandAlone, saying why) and records what ha2 misses. Once the disk
+/// answers again, `haadm connect` resyncs just that.
+#[test]
+fn a_secondary_whose_disk_hangs_is_cut_off_after_ko_count() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let disk = HangingDisk::start();
+    let pair = synced_pair(&Extras {
+        net: "timeout: 5, ko-count: 4,".into(),
+        ha2_disk: Some(disk.disk.file()),
+        ..Extras::default()
+    });
+    let ha2_holds = |range: &Range<u64>, byte: u8| {
+        read_file_range(
+            &disk.disk.file(),
+            range.start,
+            (range.end - range.start) as usize,
+        )
+        .is_ok_and(|bytes| bytes == filled(range, byte))
+    };
+    write_pattern(&pair.ha1, &BEFORE, 0xa1);
+    assert!(ha2_holds(&BEFORE, 0xa1), "the mirrored write reached ha2");
+
+    disk.pause();
+    let started = Instant::now();
+    write_pattern(&pair.ha1, &AFTER, 0xb2);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(20),
+        "the write waited for the hanging peer about ko-count × timeout (2 s), not {waited:?}"
+    );
+    let ha1 = pair.ha1.status();
+    assert_eq!(ha1["peer"]["connection"], "StandAlone", "{ha1}");
+    assert_eq!(ha1["disk"], "UpToDate", "{ha1}");
+    assert!(
+        ha1["peer"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("ko-count 4")),
+        "ha1 says why it cut ha2 off: {ha1}"
+    );
+    // Cut off, ha2 holds up nothing: the next write is not waited for.
+    let started = Instant::now();
+    qemu_io(
+        &pair.ha1,
+        &[format!(
+            "write -f -P 0xc3 {} {}",
+            AFTER_FUA.start,
+            AFTER_FUA.end - AFTER_FUA.start
+        )],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a write after the cut waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        ha1["out_of_sync"].as_u64().unwrap_or(0) >= AFTER.end - AFTER.start,
+        "ha1 records the write ha2 missed: {ha1}"
+    );
+
+    disk.resume();
+    let before_resync = resynced_bytes(&pair.ha1);
+    pair.ha1.haadm(&["connect", RESOURCE]).expect_code(0);
+    wait_for_status(&pair.ha1, "the resync after connect", in_sync);
+    wait_for_status(&pair.ha2, "the resync after connect", in_sync);
+    let crossed = resynced_bytes(&pair.ha1) - before_resync;
+    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
+    assert!(
+        crossed >= dirtied && crossed <= dirtied + MIB,
+        "a bitmap resync of what ha2 missed ({dirtied} bytes): {crossed} bytes crossed"
+    );
+    for (range, byte) in [(&BEFORE, 0xa1), (&AFTER, 0xb2), (&AFTER_FUA, 0xc3)] {
+        assert!(ha2_holds(range, byte), "ha2 holds {byte:#x} at {range:?}");
     }
 }

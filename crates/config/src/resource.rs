@@ -96,6 +96,10 @@ pub struct NetOptions {
     /// `connect-int`, in seconds (1..=120): the pause between connection
     /// attempts. Default 10 s.
     pub connect_int: Duration,
+    /// `ko-count` (0..=200): a peer that has not completed one write for
+    /// this many `timeout`s is cut off (StandAlone) so that the Primary's
+    /// writes go on without it. 0 waits for ever. Default 7.
+    pub ko_count: u32,
     /// `verify-alg`: the digest online verify compares. Default unset (no
     /// online verify).
     pub verify_alg: Option<DigestAlg>,
@@ -140,6 +144,7 @@ impl Default for NetOptions {
             ping_timeout: Duration::from_millis(500),
             timeout: Duration::from_secs(6),
             connect_int: Duration::from_secs(10),
+            ko_count: 7,
             verify_alg: None,
             data_integrity_alg: None,
             fencing: Fencing::DontCare,
@@ -718,6 +723,11 @@ fn net_options(
         ping_timeout,
         timeout,
         connect_int,
+        ko_count: file
+            .optional("net.ko-count", raw.ko_count, |value| {
+                value.whole_in(0u32..=200)
+            })?
+            .unwrap_or(defaults.ko_count),
         verify_alg: digest("net.verify-alg", &raw.verify_alg)?,
         data_integrity_alg: digest("net.data-integrity-alg", &raw.data_integrity_alg)?,
         fencing: file

@@ -110,6 +110,7 @@ fn the_documented_shape_loads_with_drbd_defaults() {
             ping_timeout: Duration::from_millis(500),
             timeout: Duration::from_secs(6),
             connect_int: Duration::from_secs(10),
+            ko_count: 7,
             verify_alg: None,
             data_integrity_alg: None,
             fencing: Fencing::DontCare,
@@ -163,6 +164,7 @@ net:
   ping-timeout: 15
   timeout: 90
   connect-int: 30
+  ko-count: 0
   verify-alg: blake3
   data-integrity-alg: crc32c
   fencing: resource-and-stonith
@@ -200,6 +202,7 @@ handlers:
     assert_eq!(net.ping_timeout, Duration::from_millis(1500));
     assert_eq!(net.timeout, Duration::from_secs(9));
     assert_eq!(net.connect_int, Duration::from_secs(30));
+    assert_eq!(net.ko_count, 0, "0 turns it off");
     assert_eq!(net.verify_alg, Some(DigestAlg::Blake3));
     assert_eq!(net.data_integrity_alg, Some(DigestAlg::Crc32c));
     assert_eq!(net.fencing, Fencing::ResourceAndStonith);

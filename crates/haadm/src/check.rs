@@ -427,6 +427,7 @@ mod tests {
             disk: "UpToDate".into(),
             size: 1 << 30,
             open_count: 1,
+            out_of_sync: 0,
             suspended: false,
             peer: PeerStatus {
                 name: "ha2".into(),

@@ -170,6 +170,7 @@ fn drbd_default(path: &str) -> Option<&'static str> {
         "net.ping-timeout" => "5",
         "net.timeout" => "60",
         "net.connect-int" => "10",
+        "net.ko-count" => "7",
         "net.fencing" => "dont-care",
         "net.after-sb-0pri" | "net.after-sb-1pri" | "net.after-sb-2pri" => "disconnect",
         "disk.on-io-error" => "detach",

@@ -122,6 +122,10 @@ pub struct ResourceStatus {
     pub size: u64,
     /// NBD clients connected now.
     pub open_count: u32,
+    /// Bytes marked out of sync with the peer (4 KiB blocks of the bitmap):
+    /// what the next resync copies.
+    #[serde(default)]
+    pub out_of_sync: u64,
     /// I/O is suspended (DRBD's `suspended:fencing`): the Primary lost its
     /// peer with `fencing: resource-and-stonith`, and requests wait until
     /// the fence-peer handler fenced the peer, the peer is back, or

@@ -12,11 +12,17 @@ use crate::control::ResourceStatus;
 /// ```
 /// A link left StandAlone by a split brain says `split-brain:yes`; a
 /// resource whose I/O is frozen says `suspended:fencing` after its role, as
-/// drbdsetup does (and nothing while it is not).
+/// drbdsetup does (and nothing while it is not). What the peer lacks ends
+/// the peer's last line as drbdsetup's `out-of-sync:KiB`, when there is
+/// any.
 pub fn status_text(resources: &[ResourceStatus]) -> String {
     resources
         .iter()
         .map(|r| {
+            let out_of_sync = match r.out_of_sync {
+                0 => String::new(),
+                bytes => format!(" out-of-sync:{}", bytes / 1024),
+            };
             let peer = if r.peer.connection == "Connected" {
                 let replication = match r.peer.replication.as_str() {
                     "Off" | "Established" => String::new(),
@@ -27,16 +33,19 @@ pub fn status_text(resources: &[ResourceStatus]) -> String {
                     .done
                     .map_or(String::new(), |d| format!(" done:{d:.2}"));
                 format!(
-                    "  {} role:{}\n    {replication}peer-disk:{}{done}\n",
+                    "  {} role:{}\n    {replication}peer-disk:{}{done}{out_of_sync}\n",
                     r.peer.name, r.peer.role, r.peer.disk
                 )
             } else if r.peer.split_brain {
                 format!(
-                    "  {} connection:{} split-brain:yes\n",
+                    "  {} connection:{} split-brain:yes{out_of_sync}\n",
                     r.peer.name, r.peer.connection
                 )
             } else {
-                format!("  {} connection:{}\n", r.peer.name, r.peer.connection)
+                format!(
+                    "  {} connection:{}{out_of_sync}\n",
+                    r.peer.name, r.peer.connection
+                )
             };
             let suspended = if r.suspended {
                 format!(" suspended:{}", suspended_word(r))
@@ -120,6 +129,7 @@ mod tests {
             disk: disk.into(),
             size: 1 << 30,
             open_count: 0,
+            out_of_sync: 0,
             suspended: false,
             peer: PeerStatus {
                 name: "ha2".into(),
@@ -155,6 +165,16 @@ mod tests {
         assert_eq!(
             status_text(&[syncing]),
             "r0 role:Primary\n  disk:UpToDate\n  ha2 role:Secondary\n    peer-disk:UpToDate\n"
+        );
+    }
+
+    #[test]
+    fn what_the_peer_lacks_is_counted_in_kib() {
+        let mut alone = resource("Primary", "UpToDate");
+        alone.out_of_sync = 3 << 20;
+        assert_eq!(
+            status_text(&[alone]),
+            "r0 role:Primary\n  disk:UpToDate\n  ha2 connection:StandAlone out-of-sync:3072\n"
         );
     }
 

@@ -650,23 +650,25 @@ impl Resource {
     }
 
     pub fn status(&self) -> ResourceStatus {
-        let (role, disk, size, open_count) = match &self.attached {
-            None => ("Secondary".to_string(), "Diskless".to_string(), 0, 0),
+        let (role, disk, size, open_count, out_of_sync) = match &self.attached {
+            None => ("Secondary".to_string(), "Diskless".to_string(), 0, 0, 0),
             Some(attached) => {
                 let role = match *lock(&attached.role) {
                     Role::Primary => "Primary",
                     Role::Secondary => "Secondary",
                 };
+                let metadata = attached.journal.lock();
                 let disk = if attached.volume.is_detached() {
                     "Diskless".to_string()
                 } else {
-                    disk_state(&attached.journal.lock()).to_string()
+                    disk_state(&metadata).to_string()
                 };
                 (
                     role.to_string(),
                     disk,
                     attached.volume.size(),
                     attached.open.load(Ordering::SeqCst),
+                    metadata.bitmap().dirty_blocks() * replica::block::BLOCK_BYTES,
                 )
             }
         };
@@ -676,6 +678,7 @@ impl Resource {
             disk,
             size,
             open_count,
+            out_of_sync,
             suspended: self.link.suspension().is_suspended(),
             peer: self.link.status(),
         }

@@ -82,6 +82,7 @@ const TABLE: &[(SectionKind, &[&str], Support)] = &[
             "ping-timeout",
             "timeout",
             "connect-int",
+            "ko-count",
             "verify-alg",
             "data-integrity-alg",
             "fencing",
@@ -138,7 +139,6 @@ const TABLE: &[(SectionKind, &[&str], Support)] = &[
         &[
             "csums-alg",
             "csums-after-crash-only",
-            "ko-count",
             "max-buffers",
             "max-epoch-size",
             "sndbuf-size",

@@ -36,6 +36,7 @@ pub(super) struct RawNet {
     pub ping_timeout: Option<Number>,
     pub timeout: Option<Number>,
     pub connect_int: Option<Number>,
+    pub ko_count: Option<Number>,
     pub verify_alg: Option<String>,
     pub data_integrity_alg: Option<String>,
     pub fencing: Option<String>,

@@ -2,9 +2,10 @@
 //! acknowledgements awaited, transfer log, resync counters) and the
 //! [`Mirror`] the write path hands changes to.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hapair_config::ResourceConfig;
@@ -52,6 +53,13 @@ pub(super) enum Replication {
 /// A Diskless node's read asked of the peer: its length, and who waits.
 type PendingRead = (u64, oneshot::Sender<Option<Bytes>>);
 
+/// A Write whose acknowledgement is awaited: when it was sent, and who
+/// waits.
+pub(super) struct PendingWrite {
+    sent: Instant,
+    waiter: oneshot::Sender<bool>,
+}
+
 pub(super) struct LinkState {
     pub(super) connection: Connection,
     /// Why the link is StandAlone, and whether that is a split brain.
@@ -64,7 +72,8 @@ pub(super) struct LinkState {
     /// Set while changes are mirrored: the connection's send queue.
     pub(super) outgoing: Option<mpsc::UnboundedSender<Frame>>,
     pub(super) next_write_id: u64,
-    pub(super) pending_writes: HashMap<u64, oneshot::Sender<bool>>,
+    /// By id, so in the order they were sent.
+    pub(super) pending_writes: BTreeMap<u64, PendingWrite>,
     pub(super) epoch: u64,
     pub(super) writes_in_epoch: u32,
     pub(super) pending_barriers: HashMap<u64, oneshot::Sender<bool>>,
@@ -122,7 +131,7 @@ impl PeerLink {
                 integrity: config.net.data_integrity_alg.map(wire_digest),
                 outgoing: None,
                 next_write_id: 1,
-                pending_writes: HashMap::new(),
+                pending_writes: BTreeMap::new(),
                 epoch: 1,
                 writes_in_epoch: 0,
                 pending_barriers: HashMap::new(),
@@ -266,8 +275,8 @@ impl PeerLink {
     }
 
     pub(super) fn complete_write(&self, id: u64, done: bool) {
-        if let Some(waiter) = self.lock().pending_writes.remove(&id) {
-            let _ = waiter.send(done);
+        if let Some(pending) = self.lock().pending_writes.remove(&id) {
+            let _ = pending.waiter.send(done);
         }
     }
 
@@ -299,6 +308,14 @@ impl PeerLink {
         }
         let _ = waiter.send(data);
         Ok(())
+    }
+
+    /// The oldest Write the peer has not acknowledged yet: its id, and
+    /// how long ago it was sent.
+    pub(super) fn oldest_unacknowledged_write(&self) -> Option<(u64, Duration)> {
+        let state = self.lock();
+        let (id, pending) = state.pending_writes.first_key_value()?;
+        Some((*id, pending.sent.elapsed()))
     }
 
     pub(super) fn has_outstanding(&self) -> bool {
@@ -367,7 +384,10 @@ impl Mirror for PeerLink {
             };
             if state.protocol != ReplicationProtocol::A || diskless {
                 let (waiter, ack) = oneshot::channel();
-                state.pending_writes.insert(id, waiter);
+                let sent = Instant::now();
+                state
+                    .pending_writes
+                    .insert(id, PendingWrite { sent, waiter });
                 acks.push(ack);
             }
             state.writes_in_epoch += 1;

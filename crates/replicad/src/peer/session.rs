@@ -521,10 +521,26 @@ impl<'a> Connected<'a> {
     }
 
     /// Every tick: a Ping after silence, and the end of the connection when
-    /// its PingAck is late. Only a missing PingAck ends it: a peer that
-    /// answers pings is alive, however slow its disk.
+    /// its PingAck is late. A peer that answers pings is alive, however
+    /// slow its disk, and is waited for, up to `ko-count` × `timeout` for
+    /// one write: then it is cut off (StandAlone), so that this node's
+    /// writes go on, recorded as out of sync, instead of hanging with it.
     fn keep_alive(&mut self, wire: &Wire) -> Result<(), Ended> {
         let net = &self.context.config.net;
+        let ko_limit = net.timeout * net.ko_count;
+        if net.ko_count > 0
+            && let Some((id, waited)) = self.context.link.oldest_unacknowledged_write()
+            && waited > ko_limit
+        {
+            return Err(Ended::StandAlone {
+                reason: format!(
+                    "the peer did not complete write {id} within ko-count {} × timeout {:?} \
+                     (waited {waited:?}): cut off until `haadm connect`",
+                    net.ko_count, net.timeout
+                ),
+                split_brain: false,
+            });
+        }
         let silent = wire.last_received.elapsed();
         if let Some(sent) = self.ping_sent {
             if sent.elapsed() > net.ping_timeout {
