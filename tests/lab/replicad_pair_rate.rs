@@ -1,7 +1,8 @@
 //! Resync rate control on a replicad pair: a full sync with `c-max-rate`
 //! 4 MiB/s takes as long as that rate says and never runs ahead of it,
-//! and an application write during the rate-limited resync completes
-//! promptly and reaches the peer.
+//! `haadm status` shows that rate and the time left, and an application
+//! write during the rate-limited resync completes promptly and reaches the
+//! peer.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,25 @@ fn a_rate_limited_resync_keeps_its_pace_and_lets_writes_through() {
         copied > 0 && (copied as f64) <= allowed,
         "{copied} bytes resynced in {:?}; the ceiling allows {allowed}",
         started.elapsed()
+    );
+    let syncing = pair.ha2.status();
+    let rate = syncing["peer"]["resync_rate"].as_u64().unwrap_or(0);
+    let fastest_average = allowed / started.elapsed().as_secs_f64();
+    assert!(
+        rate >= MIB && rate as f64 <= fastest_average,
+        "the status shows the resync's rate, at most {fastest_average} bytes/s: {syncing}"
+    );
+    let eta = syncing["peer"]["eta"].as_u64().unwrap_or(0);
+    let left = BACKING_SIZE - copied;
+    assert!(
+        eta >= left / (2 * CEILING) && eta <= left / MIB + 2,
+        "the status shows the time left at that rate ({left} bytes left): {syncing}"
+    );
+    let text = pair.ha2.haadm(&["status", RESOURCE]);
+    assert!(
+        text.stdout.contains(" rate:") && text.stdout.contains(" eta:0:"),
+        "{}",
+        text.stdout
     );
 
     let written = 40 * MIB..40 * MIB + 64 * 1024;

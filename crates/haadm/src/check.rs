@@ -436,6 +436,8 @@ mod tests {
                 disk: "UpToDate".into(),
                 replication: "Established".into(),
                 done: None,
+                resync_rate: None,
+                eta: None,
                 resynced_bytes: 0,
                 split_brain: false,
                 reason: None,

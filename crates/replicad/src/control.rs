@@ -148,6 +148,13 @@ pub struct PeerStatus {
     pub replication: String,
     /// Percent of the resync done, while one runs.
     pub done: Option<f64>,
+    /// The running resync's average rate, in bytes per second (after its
+    /// first second).
+    #[serde(default)]
+    pub resync_rate: Option<u64>,
+    /// Seconds the running resync has left at that rate.
+    #[serde(default)]
+    pub eta: Option<u64>,
     /// Bytes this node sent or received as resync since replicad started.
     pub resynced_bytes: u64,
     /// The link is StandAlone because the connect found a split brain.

@@ -8,8 +8,10 @@ use crate::control::ResourceStatus;
 /// r0 role:Primary
 ///   disk:UpToDate
 ///   ha2 role:Secondary
-///     replication:SyncSource peer-disk:Inconsistent done:42.10
+///     replication:SyncSource peer-disk:Inconsistent done:42.10 rate:40960KiB/s eta:0:01:52
 /// ```
+/// (A resync's rate, its average so far, and the time it has left at that
+/// rate show after its first second.)
 /// A link left StandAlone by a split brain says `split-brain:yes`; a
 /// resource whose I/O is frozen says `suspended:fencing` after its role, as
 /// drbdsetup does (and nothing while it is not). What the peer lacks ends
@@ -28,10 +30,19 @@ pub fn status_text(resources: &[ResourceStatus]) -> String {
                     "Off" | "Established" => String::new(),
                     other => format!("replication:{other} "),
                 };
-                let done = r
+                let mut done = r
                     .peer
                     .done
                     .map_or(String::new(), |d| format!(" done:{d:.2}"));
+                if let (Some(rate), Some(eta)) = (r.peer.resync_rate, r.peer.eta) {
+                    done.push_str(&format!(
+                        " rate:{}KiB/s eta:{}:{:02}:{:02}",
+                        rate / 1024,
+                        eta / 3600,
+                        eta / 60 % 60,
+                        eta % 60
+                    ));
+                }
                 format!(
                     "  {} role:{}\n    {replication}peer-disk:{}{done}{out_of_sync}\n",
                     r.peer.name, r.peer.role, r.peer.disk
@@ -138,6 +149,8 @@ mod tests {
                 disk: "DUnknown".into(),
                 replication: "Off".into(),
                 done: None,
+                resync_rate: None,
+                eta: None,
                 resynced_bytes: 0,
                 split_brain: false,
                 reason: None,
@@ -159,6 +172,15 @@ mod tests {
             "r0 role:Primary\n  disk:UpToDate\n  ha2 role:Secondary\n    \
              replication:SyncSource peer-disk:Inconsistent done:42.10\n"
         );
+        syncing.peer.resync_rate = Some(40 << 20);
+        syncing.peer.eta = Some(3600 + 52);
+        assert_eq!(
+            status_text(&[syncing.clone()]),
+            "r0 role:Primary\n  disk:UpToDate\n  ha2 role:Secondary\n    \
+             replication:SyncSource peer-disk:Inconsistent done:42.10 rate:40960KiB/s eta:1:00:52\n"
+        );
+        syncing.peer.resync_rate = None;
+        syncing.peer.eta = None;
         syncing.peer.replication = "Established".into();
         syncing.peer.disk = "UpToDate".into();
         syncing.peer.done = None;

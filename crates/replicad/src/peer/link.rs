@@ -83,9 +83,11 @@ pub(super) struct LinkState {
     /// The transfer log: ranges mirrored in epochs whose BarrierAck has not
     /// arrived, so not known durable on the peer.
     pub(super) transfer_log: Vec<(u64, Range<u64>)>,
-    /// Resync of this session: bytes to copy and copied.
+    /// Resync (or verify) of this session: bytes to copy and copied, and
+    /// when the count started.
     pub(super) resync_total: u64,
     pub(super) resync_done: u64,
+    pub(super) resync_started: Instant,
     /// Bytes this node received or sent as resync since it started.
     pub(super) resynced_bytes: u64,
     /// `connect --discard-my-data` was given.
@@ -110,6 +112,40 @@ pub struct PeerLink {
     pub(super) probe: Notify,
     /// The I/O freeze of `fencing: resource-and-stonith`.
     pub(super) suspension: Suspension,
+}
+
+/// How long a resync runs before its rate and ETA are shown: before, too
+/// few bytes have crossed for a rate to mean anything.
+const RATE_AFTER: Duration = Duration::from_secs(1);
+
+impl LinkState {
+    /// A resync or verify of `total` bytes starts: progress counts from
+    /// zero, and from now.
+    pub(super) fn start_progress(&mut self, total: u64) {
+        self.resync_total = total;
+        self.resync_done = 0;
+        self.resync_started = Instant::now();
+    }
+
+    fn resync_speed(&self) -> (Option<u64>, Option<u64>) {
+        speed(
+            self.resync_done,
+            self.resync_total,
+            self.resync_started.elapsed(),
+        )
+    }
+}
+
+/// The average rate of a resync that copied `done` of `total` bytes in
+/// `elapsed`, in bytes per second, and the seconds left at that rate;
+/// `None` in its first second, or before anything crossed.
+fn speed(done: u64, total: u64, elapsed: Duration) -> (Option<u64>, Option<u64>) {
+    if elapsed < RATE_AFTER || done == 0 {
+        return (None, None);
+    }
+    let rate = ((done as f64 / elapsed.as_secs_f64()) as u64).max(1);
+    let left = total.saturating_sub(done);
+    (Some(rate), Some(left.div_ceil(rate)))
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,6 +176,7 @@ impl PeerLink {
                 transfer_log: Vec::new(),
                 resync_total: 0,
                 resync_done: 0,
+                resync_started: Instant::now(),
                 resynced_bytes: 0,
                 discard_my_data: false,
                 verify_out_of_sync: 0,
@@ -224,6 +261,7 @@ impl PeerLink {
 
     pub fn status(&self) -> PeerStatus {
         let state = self.lock();
+        let (rate, eta) = state.resync_speed();
         let connected = state.connection == Connection::Connected;
         let syncing = matches!(
             state.replication,
@@ -237,6 +275,8 @@ impl PeerLink {
             disk: peer.map_or("DUnknown".into(), |p| p.disk.to_string()),
             replication: format!("{:?}", state.replication),
             done: syncing.then(|| percent(state.resync_done, state.resync_total)),
+            resync_rate: rate.filter(|_| syncing),
+            eta: eta.filter(|_| syncing),
             resynced_bytes: state.resynced_bytes,
             split_brain: state.split_brain,
             reason: state.standalone_reason.clone(),
@@ -485,6 +525,27 @@ fn write_pieces(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speed_is_the_average_so_far_and_the_eta_rounds_up() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            speed(10 << 20, 100 << 20, 5 * second),
+            (Some(2 << 20), Some(45))
+        );
+        assert_eq!(speed(3, 10, 2 * second), (Some(1), Some(7)));
+        assert_eq!(speed(10, 10, 2 * second), (Some(5), Some(0)));
+        assert_eq!(
+            speed(1 << 20, 2 << 20, second / 2),
+            (None, None),
+            "too early"
+        );
+        assert_eq!(
+            speed(0, 1 << 20, 3 * second),
+            (None, None),
+            "nothing crossed"
+        );
+    }
 
     #[test]
     fn progress_is_cut_to_two_decimals() {

@@ -202,9 +202,7 @@ pub(super) fn begin_as_target(context: &LinkContext) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let total = metadata.bitmap().dirty_bytes();
     drop(metadata);
-    let mut link = context.link.lock();
-    link.resync_total = total;
-    link.resync_done = 0;
+    context.link.lock().start_progress(total);
     info!(
         "{}: resync from the peer started: {total} bytes out of sync",
         context.config.name
@@ -218,8 +216,7 @@ pub(super) fn begin_as_source(context: &LinkContext) {
     let total = context.journal.lock().bitmap().dirty_bytes();
     let mut link = context.link.lock();
     if link.replication == Replication::SyncSource {
-        link.resync_total = total;
-        link.resync_done = 0;
+        link.start_progress(total);
     }
 }
 

@@ -372,8 +372,7 @@ fn start_mirroring(context: &LinkContext, wire: &Wire, agreed: &Agreed) -> Resul
             }
             // Progress counts against this node's bitmap until the peer's
             // is merged in.
-            state.resync_total = metadata.bitmap().dirty_bytes();
-            state.resync_done = 0;
+            state.start_progress(metadata.bitmap().dirty_bytes());
             bitmap_words(&metadata)
         })
     };

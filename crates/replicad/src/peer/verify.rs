@@ -41,8 +41,7 @@ pub(super) fn begin_verify(context: &LinkContext) -> Option<VerifySource> {
         return None;
     }
     link.replication = Replication::VerifyS;
-    link.resync_total = context.volume.size();
-    link.resync_done = 0;
+    link.start_progress(context.volume.size());
     link.verify_out_of_sync = 0;
     info!(
         "{}: online verify started ({algorithm})",
