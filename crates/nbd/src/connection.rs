@@ -371,6 +371,46 @@ impl ServerConnection {
         }
     }
 
+    /// While the payload of a WRITE is coming in (and input is wanted):
+    /// the buffer it is collected in, and how many more bytes of the
+    /// stream belong to it. A daemon may append up to that many received
+    /// bytes to the buffer directly, sparing the copy of [`Self::receive`]
+    /// (e.g. tokio's `read_buf` into its spare capacity), then must call
+    /// [`Self::payload_received`].
+    pub fn payload_buffer(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        if !self.wants_input() {
+            return None;
+        }
+        match &mut self.input {
+            Input::WritePayload { header, data } => {
+                let missing = header.length as usize - data.len();
+                Some((data, missing))
+            }
+            _ => None,
+        }
+    }
+
+    /// Bytes were appended to [`Self::payload_buffer`]: once the payload is
+    /// complete, the request is decoded.
+    ///
+    /// # Panics
+    /// If more bytes were appended than the payload has.
+    pub fn payload_received(&mut self) {
+        if let Input::WritePayload { header, data } = &self.input {
+            assert!(
+                data.len() <= header.length as usize,
+                "{} bytes appended to a payload of {}",
+                data.len(),
+                header.length
+            );
+            if data.len() == header.length as usize {
+                let state = std::mem::replace(&mut self.input, Input::Ended);
+                let mut nothing: &[u8] = &[];
+                self.input = self.step(state, &mut nothing);
+            }
+        }
+    }
+
     /// The client closed its side (read returned 0, or the socket failed).
     pub fn receive_eof(&mut self) {
         if matches!(self.input, Input::Ended) {

@@ -104,6 +104,43 @@ fn write_payload_split_anywhere_is_reassembled_with_fua() {
     assert_eq!(output(&mut connection), simple_reply(0, 7));
 }
 
+/// A daemon may receive the rest of a WRITE's payload straight into the
+/// request's buffer: the request is the same as through `receive`, and the
+/// next request's bytes go through `receive` again.
+#[test]
+fn write_payload_appended_to_its_buffer_makes_the_same_request() {
+    let mut connection = simple();
+    let data: Vec<u8> = (0..=255).cycle().take(5000).collect();
+    let mut bytes = write_request(0, 9, 4096, &data);
+    bytes.extend(request(0, CMD_FLUSH, 10, 0, 0));
+    assert!(connection.payload_buffer().is_none(), "no payload yet");
+    // The header and the first 100 bytes of the payload come together.
+    let (first, mut rest) = bytes.split_at(28 + 100);
+    connection.receive(first);
+    while let Some((buffer, missing)) = connection.payload_buffer() {
+        assert!(missing > 0);
+        let piece = missing.min(1234);
+        buffer.extend_from_slice(&rest[..piece]);
+        rest = &rest[piece..];
+        connection.payload_received();
+    }
+    let request = one_request(&mut connection);
+    assert_eq!(
+        request.command,
+        Command::Write {
+            offset: 4096,
+            data: data.into(),
+            fua: false
+        }
+    );
+    assert!(
+        connection.payload_buffer().is_none(),
+        "the payload is complete"
+    );
+    connection.receive(rest);
+    assert_eq!(one_request(&mut connection).command, Command::Flush);
+}
+
 #[test]
 fn flush_trim_write_zeroes_and_block_status_are_decoded() {
     let mut connection = structured();

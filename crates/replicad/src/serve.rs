@@ -43,13 +43,14 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use hapair_config::resource::OnIoError;
 use log::{error, info, warn};
 use nbd::{Command, Errno, Event, Export, Limits, Reply, Request, RequestId, ServerConnection};
 use nix::fcntl::{FallocateFlags, fallocate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::helpers::{Handler, Helpers};
@@ -682,10 +683,11 @@ pub async fn serve_connection(
             return;
         }
         tokio::select! {
-            read = reader.read(&mut buffer), if connection.wants_input() => match read {
-                Ok(0) | Err(_) => connection.receive_eof(),
-                Ok(n) => connection.receive(&buffer[..n]),
-            },
+            read = receive_some(&mut reader, &mut connection, &mut buffer), if connection.wants_input() => {
+                if !matches!(read, Ok(received) if received > 0) {
+                    connection.receive_eof();
+                }
+            }
             Some((id, result)) = answered.recv() => {
                 if let Err(error) = connection.reply(id, result) {
                     error!("{name}: {error} (a bug in replicad)");
@@ -693,6 +695,25 @@ pub async fn serve_connection(
             }
         }
     }
+}
+
+/// Reads what the client sends next into `connection`: the rest of a
+/// WRITE's payload straight into the request's buffer (no copy), anything
+/// else through `buffer`. Returns the bytes read, 0 at end of input.
+/// Cancel-safe: nothing is read unless the read completes.
+async fn receive_some(
+    reader: &mut OwnedReadHalf,
+    connection: &mut ServerConnection,
+    buffer: &mut [u8],
+) -> io::Result<usize> {
+    if let Some((payload, missing)) = connection.payload_buffer() {
+        let received = reader.read_buf(&mut payload.limit(missing)).await?;
+        connection.payload_received();
+        return Ok(received);
+    }
+    let received = reader.read(buffer).await?;
+    connection.receive(&buffer[..received]);
+    Ok(received)
 }
 
 /// Opens the backing file for reading and writing.
