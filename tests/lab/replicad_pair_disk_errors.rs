@@ -17,6 +17,7 @@
 //! nbdfuse; both nodes keep their metadata external.
 
 use std::ops::Range;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hapair_lab::storage_pair::HangingDisk;
@@ -24,8 +25,8 @@ use hapair_lab::{RESOURCE, lab_lock, path_arg, program, read_file_range, require
 
 use crate::replicad_disk_errors::FailingDisk;
 use crate::replicad_pair_kit::{
-    Extras, backing_bytes, handler_calls, in_sync, qemu_io, resynced_bytes, synced_pair, wait_for,
-    wait_for_status, write_pattern,
+    Extras, Pair, backing_bytes, handler_calls, in_sync, qemu_io, resynced_bytes, synced_pair,
+    wait_for, wait_for_status, write_pattern,
 };
 
 const MIB: u64 = 1 << 20;
@@ -40,6 +41,34 @@ const PAUSE_MS: u64 = 10_000;
 
 fn filled(range: &Range<u64>, byte: u8) -> Vec<u8> {
     vec![byte; (range.end - range.start) as usize]
+}
+
+/// Whether `disk` holds `byte` all over `range`.
+fn holds(disk: &Path, range: &Range<u64>, byte: u8) -> bool {
+    read_file_range(disk, range.start, (range.end - range.start) as usize)
+        .is_ok_and(|bytes| bytes == filled(range, byte))
+}
+
+/// ha2, whose disk is `ha2_disk`, missed the writes to AFTER and
+/// AFTER_FUA and connects again: waits until both nodes are in sync, then
+/// checks that the resync copied just what ha2 missed (ha1 had resynced
+/// `resynced_before` bytes before) and that ha2's disk holds all three
+/// patterns.
+fn assert_ha2_caught_up(pair: &Pair, ha2_disk: &Path, resynced_before: u64) {
+    wait_for_status(&pair.ha2, "the resync of what ha2 missed", in_sync);
+    wait_for_status(&pair.ha1, "the resync of what ha2 missed", in_sync);
+    let crossed = resynced_bytes(&pair.ha1) - resynced_before;
+    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
+    assert!(
+        crossed >= dirtied && crossed <= dirtied + MIB,
+        "a bitmap resync of what ha2 missed ({dirtied} bytes), not a full one: {crossed} bytes crossed"
+    );
+    for (range, byte) in [(&BEFORE, 0xa1), (&AFTER, 0xb2), (&AFTER_FUA, 0xc3)] {
+        assert!(
+            holds(ha2_disk, range, byte),
+            "ha2's disk holds {byte:#x} at {range:?}"
+        );
+    }
 }
 
 #[test]
@@ -191,14 +220,7 @@ fn a_secondary_whose_disk_fails_detaches_and_the_primary_keeps_serving() {
         recorded_handlers: vec!["local-io-error"],
         ..Extras::default()
     });
-    let ha2_holds = |range: &Range<u64>, byte: u8| {
-        read_file_range(
-            &disk.disk.file(),
-            range.start,
-            (range.end - range.start) as usize,
-        )
-        .is_ok_and(|bytes| bytes == filled(range, byte))
-    };
+    let ha2_holds = |range: &Range<u64>, byte: u8| holds(&disk.disk.file(), range, byte);
     write_pattern(&pair.ha1, &BEFORE, 0xa1);
     assert!(
         ha2_holds(&BEFORE, 0xa1),
@@ -258,20 +280,7 @@ fn a_secondary_whose_disk_fails_detaches_and_the_primary_keeps_serving() {
     pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
     let before_resync = resynced_bytes(&pair.ha1);
     pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
-    wait_for_status(&pair.ha2, "the resync after the re-attach", in_sync);
-    wait_for_status(&pair.ha1, "the resync after the re-attach", in_sync);
-    let crossed = resynced_bytes(&pair.ha1) - before_resync;
-    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
-    assert!(
-        crossed >= dirtied && crossed <= dirtied + MIB,
-        "a bitmap resync of what ha2 missed ({dirtied} bytes), not a full one: {crossed} bytes crossed"
-    );
-    for (range, byte) in [(&BEFORE, 0xa1), (&AFTER, 0xb2), (&AFTER_FUA, 0xc3)] {
-        assert!(
-            ha2_holds(range, byte),
-            "ha2's re-attached disk holds {byte:#x} at {range:?}"
-        );
-    }
+    assert_ha2_caught_up(&pair, &disk.disk.file(), before_resync);
 }
 
 /// `ko-count` (issue 4, DRBD's meaning): ha2's disk hangs under a mirrored
@@ -292,14 +301,7 @@ fn a_secondary_whose_disk_hangs_is_cut_off_after_ko_count() {
         ha2_disk: Some(disk.disk.file()),
         ..Extras::default()
     });
-    let ha2_holds = |range: &Range<u64>, byte: u8| {
-        read_file_range(
-            &disk.disk.file(),
-            range.start,
-            (range.end - range.start) as usize,
-        )
-        .is_ok_and(|bytes| bytes == filled(range, byte))
-    };
+    let ha2_holds = |range: &Range<u64>, byte: u8| holds(&disk.disk.file(), range, byte);
     write_pattern(&pair.ha1, &BEFORE, 0xa1);
     assert!(ha2_holds(&BEFORE, 0xa1), "the mirrored write reached ha2");
 
@@ -343,15 +345,5 @@ fn a_secondary_whose_disk_hangs_is_cut_off_after_ko_count() {
     disk.resume();
     let before_resync = resynced_bytes(&pair.ha1);
     pair.ha1.haadm(&["connect", RESOURCE]).expect_code(0);
-    wait_for_status(&pair.ha1, "the resync after connect", in_sync);
-    wait_for_status(&pair.ha2, "the resync after connect", in_sync);
-    let crossed = resynced_bytes(&pair.ha1) - before_resync;
-    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
-    assert!(
-        crossed >= dirtied && crossed <= dirtied + MIB,
-        "a bitmap resync of what ha2 missed ({dirtied} bytes): {crossed} bytes crossed"
-    );
-    for (range, byte) in [(&BEFORE, 0xa1), (&AFTER, 0xb2), (&AFTER_FUA, 0xc3)] {
-        assert!(ha2_holds(range, byte), "ha2 holds {byte:#x} at {range:?}");
-    }
+    assert_ha2_caught_up(&pair, &disk.disk.file(), before_resync);
 }
