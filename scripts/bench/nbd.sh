@@ -40,13 +40,6 @@
 # at 100 MiB/s) and `connect-int: 2` (ha1 retries the connection every
 # 2 s instead of every 10 s; `timeout: 15`, 1.5 s, must be shorter).
 #
-# Before the servers, per storage, the page-cache write bandwidth: dd
-# writing RESYNC_MIB MiB of zeros into a file, alone and two at once (each
-# its own file). Both hosts of the pair share this machine's memory, and
-# the pair writes every byte into the page cache twice (once per node),
-# where the node alone writes it once: two writers' total, halved, bounds
-# what the pair can write here, whatever replicad does.
-#
 # It ends with Markdown tables (MiB/s, IOPS, mean and p99 completion
 # latency, ratios replicated/replicad and replicad/nbdkit; resync against
 # the copy); docs/BENCHMARKS.md explains the method and keeps results.
@@ -397,26 +390,6 @@ mib_per_s() {
     awk -v m="$1" -v t="$2" 'BEGIN { if (t == 0) print "-"; else printf "%.1f", m * 1000 / t }'
 }
 
-# write_bandwidth DIR WRITERS: prints the MiB/s that WRITERS dd processes
-# writing $resync_mib MiB of zeros each, at once, into their own file in
-# DIR (allocated beforehand) reach together.
-write_bandwidth() {
-    local dir=$1 writers=$2 index started
-    for ((index = 0; index < writers; index++)); do
-        fallocate -l "${resync_mib}MiB" "$dir/bandwidth-$index"
-    done
-    settle "$dir"
-    started=${EPOCHREALTIME/[.,]/}
-    for ((index = 0; index < writers; index++)); do
-        dd if=/dev/zero of="$dir/bandwidth-$index" bs=1M count="$resync_mib" conv=notrunc status=none &
-    done
-    wait
-    local took_ms
-    took_ms=$(lab_ms_between "$started" "${EPOCHREALTIME/[.,]/}")
-    rm -f "$dir"/bandwidth-*
-    mib_per_s $((writers * resync_mib)) "$took_ms"
-}
-
 # Succeeds if ha1 no longer sees ha2 connected.
 ha1_alone() {
     ! pair_status_is ha1 '.peer.connection == "Connected"'
@@ -482,12 +455,10 @@ mkdir -p "$TMPFS_DIR"
 mount -t tmpfs -o "size=$((2 * backing_mib + 2 * resync_mib + 64))M" hapair-bench "$TMPFS_DIR"
 DISK_DIR=$(mktemp -d /var/tmp/hapair-bench-nbd.XXXXXX)
 
-declare -A RESULT=() RESYNC=() BANDWIDTH=()
+declare -A RESULT=() RESYNC=()
 for storage in "${STORAGES[@]}"; do
     dir=$TMPFS_DIR
     [[ $storage == disk ]] && dir=$DISK_DIR
-    BANDWIDTH[$storage]="$(write_bandwidth "$dir" 1) $(write_bandwidth "$dir" 2)"
-    echo "nbd.sh: $storage page-cache writes (MiB/s, one writer, two together): ${BANDWIDTH[$storage]}"
     for server in "${SERVERS[@]}"; do
         start_server "$server" "$dir"
         [[ $ENGINE == nbd ]] || attach_block_device
@@ -559,16 +530,4 @@ for storage in "${STORAGES[@]}"; do
         "$(mib_per_s "$resync_mib" "$resync_ms")" "$(mib_per_s "$resync_mib" $((resync_ms - connect_ms)))" \
         "$(ratio "$crossed" $((resync_mib << 20)))" "$copy_ms" "$(mib_per_s "$resync_mib" "$copy_ms")" \
         "$(ratio "$copy_ms" "$resync_ms")" "$(ratio "$copy_ms" $((resync_ms - connect_ms)))"
-done
-
-echo
-echo "Page-cache writes on this machine (dd of zeros, ${resync_mib} MiB per writer); the pair writes each byte twice, so two writers' total / 2 bounds it"
-echo
-echo "| storage | one writer MiB/s | two writers MiB/s | two / 2 | (two / 2) / alone seq-write-1M |"
-echo "|---|---:|---:|---:|---:|"
-for storage in "${STORAGES[@]}"; do
-    read -r one two <<<"${BANDWIDTH[$storage]}"
-    read -r r_mib _ <<<"${RESULT[$storage,replicad,seq-write-1M]:-}"
-    half=$(awk -v t="$two" 'BEGIN { printf "%.1f", t / 2 }')
-    printf "| %s | %s | %s | %s | %s |\n" "$storage" "$one" "$two" "$half" "$(ratio "$half" "${r_mib:-0}")"
 done
