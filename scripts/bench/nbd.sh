@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # nbd.sh: compares three NBD servers in the same run, on backing files of
 # the same size, on tmpfs and on disk (a directory under /var/tmp):
-#   replicated  a replicad pair, protocol C: ha1 (Primary, serving the
+#   replicated  a replicad pair, protocol C (or -P): ha1 (Primary, serving the
 #               export) and ha2 each in a network namespace of their own
 #               (scripts/lib/lab.sh), each with its own backing file;
-#   replicad    one replicad node alone (StandAlone, protocol C, internal
-#               metadata): the same code without a peer;
+#   replicad    one replicad node alone (StandAlone, internal metadata):
+#               the same code without a peer;
 #   nbdkit      the unreplicated baseline `nbdkit file`.
 # Run as root on Debian or Ubuntu:
 #
 #     sudo scripts/bench/nbd.sh [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]
-#                               [-o STORAGE,...] [-S SERVER,...] [-p]
+#                               [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p]
 #
 # -p gives each simulated host a CPU of its own, as two real hosts have:
 # ha1, the lone replicad, nbdkit, fio and the plain copy run on CPU 0, ha2
@@ -18,9 +18,11 @@
 # Without it, everything shares all CPUs, so the pair's peer competes with
 # the Primary and fio for the CPUs that the node alone has to itself.
 #
-# -o and -S narrow a run to some storages (tmpfs, disk) and servers
-# (replicated, replicad, nbdkit), e.g. while working on one path; the
-# tables then show "0.0" and "-" for what did not run. The release build
+# -o, -S and -j narrow a run to some storages (tmpfs, disk), servers
+# (replicated, replicad, nbdkit) and jobs (the fio jobs below by name, and
+# `resync`), e.g. while working on one path; the tables then show "0.0"
+# and "-" for what did not run. -P runs the pair with protocol A or B
+# instead of C. The release build
 # goes to $CARGO_TARGET_DIR when that is set (else target/).
 #
 # Jobs, each time-based, in this order on one fresh server and backing file
@@ -61,8 +63,18 @@ PEER_PORT=7789
 RESOURCE=r0
 
 usage() {
-    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...] [-p]"
-    echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one, -o ${STORAGES[*]// /,}, -S ${SERVERS[*]// /,}, all CPUs shared (-p: one per host); needs root"
+    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p]"
+    echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one, -o $(IFS=,; echo "${STORAGES[*]}"), -S $(IFS=,; echo "${SERVERS[*]}")," \
+        "-j $(job_names | tr ' ' ','),resync, -P C, all CPUs shared (-p: one per host); needs root"
+}
+
+# Prints the names of the jobs in JOBS.
+job_names() {
+    local job names=()
+    for job in "${JOBS[@]}"; do
+        names+=("${job%% *}")
+    done
+    echo "${names[*]}"
 }
 
 runtime=10
@@ -79,7 +91,9 @@ only_some() {
 }
 
 CPU_PER_HOST=no
-while getopts "t:s:r:e:o:S:ph" option; do
+PROTOCOL=C
+RUN_RESYNC=yes
+while getopts "t:s:r:e:o:S:j:P:ph" option; do
     case $option in
         o)
             only_some "$OPTARG" "${STORAGES[@]}" || {
@@ -94,6 +108,26 @@ while getopts "t:s:r:e:o:S:ph" option; do
                 exit 2
             }
             read -r -a SERVERS <<<"${OPTARG//,/ }"
+            ;;
+        j)
+            # shellcheck disable=SC2046 # the job names are single words
+            only_some "$OPTARG" $(job_names) resync || {
+                echo "nbd.sh: -j takes jobs among $(job_names) resync (comma-separated), not '$OPTARG'" >&2
+                exit 2
+            }
+            [[ ",$OPTARG," == *,resync,* ]] || RUN_RESYNC=no
+            chosen=()
+            for job in "${JOBS[@]}"; do
+                [[ ",$OPTARG," == *",${job%% *},"* ]] && chosen+=("$job")
+            done
+            JOBS=("${chosen[@]}")
+            ;;
+        P)
+            [[ $OPTARG =~ ^[ABC]$ ]] || {
+                echo "nbd.sh: -P takes the protocol A, B or C, not '$OPTARG'" >&2
+                exit 2
+            }
+            PROTOCOL=$OPTARG
             ;;
         t) runtime=$OPTARG ;;
         s) backing_mib=$OPTARG ;;
@@ -186,7 +220,7 @@ replicad_ready() {
     "$@" status >/dev/null 2>&1
 }
 
-# Writes DIR/r0.yaml: resource r0, protocol C, the YAML lines EXTRA, ha1 at
+# Writes DIR/r0.yaml: resource r0, protocol $PROTOCOL, the YAML lines EXTRA, ha1 at
 # ADDRESS1 on DISK1, ha2 at ADDRESS2 on DISK2.
 write_replicad_config() {
     local dir=$1 address1=$2 disk1=$3 address2=$4 disk2=$5 extra=$6
@@ -194,7 +228,7 @@ write_replicad_config() {
     mkdir -p "$dir"
     cat >"$dir/$RESOURCE.yaml" <<EOF
 resource: $RESOURCE
-protocol: C
+protocol: $PROTOCOL
 $extra
 nodes:
   ha1: {address: "$address1:$PEER_PORT", disk: $disk1, meta-disk: internal}
@@ -382,12 +416,12 @@ settle() {
 
 # ratio A B: A/B with two decimals, "-" when B is 0.
 ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'
 }
 
 # mib_per_s MIB MS: MIB MiB in MS milliseconds, as MiB/s with one decimal.
 mib_per_s() {
-    awk -v m="$1" -v t="$2" 'BEGIN { if (t == 0) print "-"; else printf "%.1f", m * 1000 / t }'
+    awk -v m="$1" -v t="$2" 'BEGIN { if (t + 0 == 0) print "-"; else printf "%.1f", m * 1000 / t }'
 }
 
 # Succeeds if ha1 no longer sees ha2 connected.
@@ -471,7 +505,7 @@ for storage in "${STORAGES[@]}"; do
             printf "nbd.sh: %-5s %-10s %-18s %8.1f MiB/s %8.0f IOPS  mean %6.0f µs  p99 %6.0f µs\n" \
                 "$storage" "$server" "$name" "$mib" "$iops" "$mean" "$p99"
         done
-        if [[ $server == replicated ]]; then
+        if [[ $server == replicated && $RUN_RESYNC == yes ]]; then
             RESYNC[$storage]=$(run_resync "$dir")
             read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]:-}"
             echo "nbd.sh: $storage resync of ${resync_mib} MiB: connected after $connect_ms ms," \
@@ -486,7 +520,7 @@ done
 echo
 echo "fio engine: $ENGINE; ${runtime} s per job; ${backing_mib} MiB backing files;" \
     "latency = completion latency (mean, 99th percentile);" \
-    "repl = replicated pair (protocol C, two namespaces), alone = replicad without peer; $CPUS"
+    "repl = replicated pair (protocol $PROTOCOL, two namespaces), alone = replicad without peer; $CPUS"
 echo
 echo "| storage | job | repl MiB/s | alone MiB/s | nbdkit MiB/s | repl IOPS | alone IOPS | nbdkit IOPS | repl/alone | alone/nbdkit |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -516,18 +550,20 @@ for storage in "${STORAGES[@]}"; do
             "$(ratio "$p_mean" "$r_mean")" "$(ratio "$p_p99" "$r_p99")"
     done
 done
-echo
-echo "Resync of ${resync_mib} MiB written on ha1 while ha2 was disconnected (c-max-rate: 0, connect-int: 2);" \
-    "time from \`haadm connect\` on ha2 until both UpToDate; copy = dd of a ${resync_mib} MiB file, fsync at the end"
-echo
-echo "(resync MiB/s counts from \`haadm connect\`, handshake included; \"after connect\" from the moment both are connected)"
-echo
-echo "| storage | connected ms | UpToDate ms | resync MiB/s | after connect MiB/s | bytes resynced / dirtied | copy ms | copy MiB/s | resync/copy | after connect/copy |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for storage in "${STORAGES[@]}"; do
-    read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]:-}"
-    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$storage" "$connect_ms" "$resync_ms" \
-        "$(mib_per_s "$resync_mib" "$resync_ms")" "$(mib_per_s "$resync_mib" $((resync_ms - connect_ms)))" \
-        "$(ratio "$crossed" $((resync_mib << 20)))" "$copy_ms" "$(mib_per_s "$resync_mib" "$copy_ms")" \
-        "$(ratio "$copy_ms" "$resync_ms")" "$(ratio "$copy_ms" $((resync_ms - connect_ms)))"
-done
+if ((${#RESYNC[@]} > 0)); then
+    echo
+    echo "Resync of ${resync_mib} MiB written on ha1 while ha2 was disconnected (c-max-rate: 0, connect-int: 2);" \
+        "time from \`haadm connect\` on ha2 until both UpToDate; copy = dd of a ${resync_mib} MiB file, fsync at the end"
+    echo
+    echo "(resync MiB/s counts from \`haadm connect\`, handshake included; \"after connect\" from the moment both are connected)"
+    echo
+    echo "| storage | connected ms | UpToDate ms | resync MiB/s | after connect MiB/s | bytes resynced / dirtied | copy ms | copy MiB/s | resync/copy | after connect/copy |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for storage in "${STORAGES[@]}"; do
+        read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]:-}"
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$storage" "$connect_ms" "$resync_ms" \
+            "$(mib_per_s "$resync_mib" "$resync_ms")" "$(mib_per_s "$resync_mib" $((resync_ms - connect_ms)))" \
+            "$(ratio "$crossed" $((resync_mib << 20)))" "$copy_ms" "$(mib_per_s "$resync_mib" "$copy_ms")" \
+            "$(ratio "$copy_ms" "$resync_ms")" "$(ratio "$copy_ms" $((resync_ms - connect_ms)))"
+    done
+fi
