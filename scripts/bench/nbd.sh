@@ -10,7 +10,11 @@
 # Run as root on Debian or Ubuntu:
 #
 #     sudo scripts/bench/nbd.sh [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]
-#                               [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p]
+#                               [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p] [-T]
+#
+# -T keeps ha2's backing file on tmpfs whatever the storage, so that on
+# disk the two hosts do not write into one file system (two real hosts
+# never do; here both would otherwise share one ext4 on one disk).
 #
 # -p gives each simulated host a CPU of its own, as two real hosts have:
 # ha1, the lone replicad, nbdkit, fio and the plain copy run on CPU 0, ha2
@@ -63,9 +67,9 @@ PEER_PORT=7789
 RESOURCE=r0
 
 usage() {
-    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p]"
+    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p] [-T]"
     echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one, -o $(IFS=,; echo "${STORAGES[*]}"), -S $(IFS=,; echo "${SERVERS[*]}")," \
-        "-j $(job_names | tr ' ' ','),resync, -P C, all CPUs shared (-p: one per host); needs root"
+        "-j $(job_names | tr ' ' ','),resync, -P C, all CPUs shared (-p: one per host), ha2 on the storage (-T: on tmpfs); needs root"
 }
 
 # Prints the names of the jobs in JOBS.
@@ -91,9 +95,10 @@ only_some() {
 }
 
 CPU_PER_HOST=no
+HA2_ON_TMPFS=no
 PROTOCOL=C
 RUN_RESYNC=yes
-while getopts "t:s:r:e:o:S:j:P:ph" option; do
+while getopts "t:s:r:e:o:S:j:P:pTh" option; do
     case $option in
         o)
             only_some "$OPTARG" "${STORAGES[@]}" || {
@@ -134,6 +139,7 @@ while getopts "t:s:r:e:o:S:j:P:ph" option; do
         r) resync_mib=$OPTARG ;;
         e) ENGINE=$OPTARG ;;
         p) CPU_PER_HOST=yes ;;
+        T) HA2_ON_TMPFS=yes ;;
         h)
             usage
             exit 0
@@ -268,19 +274,23 @@ pair_connected() {
 }
 
 # Starts the replicated pair in DIR: ha1 in the lab's namespace ha1, ha2 in
-# ha2, each on a new backing file; skips the initial sync (blank disks) and
-# promotes ha1; sets PAIR_DIR and SERVER_PIDS.
+# ha2, each on a new backing file (ha2's on tmpfs with -T); skips the
+# initial sync (blank disks) and promotes ha1; sets PAIR_DIR and
+# SERVER_PIDS.
 start_pair() {
-    local dir=$1 node
+    local dir=$1 node ha2_dir=$1
+    [[ $HA2_ON_TMPFS == yes ]] && ha2_dir=$TMPFS_DIR
     PAIR_DIR=$dir
     write_replicad_config "$dir/pair-config" \
-        "${LAB_ADDRESS[ha1]}" "$dir/ha1.img" "${LAB_ADDRESS[ha2]}" "$dir/ha2.img" \
+        "${LAB_ADDRESS[ha1]}" "$dir/ha1.img" "${LAB_ADDRESS[ha2]}" "$ha2_dir/ha2.img" \
         "net: {connect-int: 2, timeout: 15}
 disk: {on-io-error: detach, c-max-rate: 0}"
     for node in ha1 ha2; do
-        rm -rf "$dir/$node.img" "$dir/$node-run"
+        local image=$dir/ha1.img
+        [[ $node == ha2 ]] && image=$ha2_dir/ha2.img
+        rm -rf "$image" "$dir/$node-run"
         mkdir -p "$dir/$node-run"
-        fallocate -l "${backing_mib}MiB" "$dir/$node.img"
+        fallocate -l "${backing_mib}MiB" "$image"
         pair_haadm "$node" create-md "$RESOURCE" >/dev/null
         on_cpu "$node"
         lab_spawn "$node" "$LAB_DIR/$node-replicad.log" "${PIN[@]}" env RUST_LOG=warn "$REPLICAD" \
@@ -481,6 +491,7 @@ else
 fi
 CPUS="all CPUs shared"
 [[ $CPU_PER_HOST == yes ]] && CPUS="one CPU per host (ha2 on CPU 1, the rest on CPU 0)"
+[[ $HA2_ON_TMPFS == yes ]] && CPUS+="; ha2's backing file on tmpfs"
 echo "nbd.sh: ${runtime} s per job, ${backing_mib} MiB backing files, jobs over ${job_mib} MiB, resync of ${resync_mib} MiB, $CPUS"
 
 lab_up ha1 ha2
@@ -513,7 +524,7 @@ for storage in "${STORAGES[@]}"; do
         fi
         detach_block_device
         stop_server
-        rm -f "$dir"/{ha1,ha2,replicad,nbdkit}.img
+        rm -f "$dir"/{ha1,ha2,replicad,nbdkit}.img "$TMPFS_DIR/ha2.img"
     done
 done
 
