@@ -148,10 +148,20 @@ struct Outcome {
 }
 
 fn run<'a>(pieces: impl IntoIterator<Item = &'a [u8]>, eof: bool) -> Outcome {
+    run_fed(
+        |connection| {
+            for piece in pieces {
+                connection.receive(piece);
+            }
+        },
+        eof,
+    )
+}
+
+/// As [`run`], with the input given by `feed`.
+fn run_fed(feed: impl FnOnce(&mut ServerConnection), eof: bool) -> Outcome {
     let mut connection = ServerConnection::new(Export::new("r0", SIZE), limits());
-    for piece in pieces {
-        connection.receive(piece);
-    }
+    feed(&mut connection);
     if eof {
         connection.receive_eof();
     }
@@ -179,6 +189,29 @@ fn run<'a>(pieces: impl IntoIterator<Item = &'a [u8]>, eof: bool) -> Outcome {
         events,
         output,
         closed: connection.is_closed(),
+    }
+}
+
+/// Feeds `bytes` as replicad's loop does, in reads of at most `chunk`
+/// bytes: a WRITE's payload appended straight to the buffer the
+/// connection offers (never more than it still misses), everything else
+/// through `receive`.
+fn feed_like_a_daemon(connection: &mut ServerConnection, mut bytes: &[u8], chunk: usize) {
+    while !bytes.is_empty() {
+        let read = chunk.min(bytes.len());
+        match connection.payload_buffer() {
+            Some((buffer, missing)) => {
+                assert!(missing > 0, "a payload buffer offered with nothing missing");
+                let read = read.min(missing);
+                buffer.extend_from_slice(&bytes[..read]);
+                connection.payload_received();
+                bytes = &bytes[read..];
+            }
+            None => {
+                connection.receive(&bytes[..read]);
+                bytes = &bytes[read..];
+            }
+        }
     }
 }
 
@@ -223,6 +256,17 @@ proptest! {
             start = cut;
         }
         prop_assert_eq!(run([bytes.as_slice()], true), run(pieces, true));
+    }
+
+    #[test]
+    fn payloads_received_into_their_buffer_equal_all_at_once(
+        bytes in stream(),
+        chunk in 1usize..5000,
+        eof in any::<bool>(),
+    ) {
+        let whole = run([bytes.as_slice()], eof);
+        let direct = run_fed(|connection| feed_like_a_daemon(connection, &bytes, chunk), eof);
+        prop_assert_eq!(whole, direct);
     }
 
     #[test]
