@@ -11,7 +11,8 @@
 //! The rules, per resource:
 //! - CRITICAL: a split brain; two Primaries; Primary while StandAlone
 //!   (writes are not mirrored and nobody will reconnect); StandAlone
-//!   because a connect was refused; no local disk (Diskless);
+//!   not by the operator's choice (a refused connect, a peer cut off by
+//!   `ko-count`); no local disk (Diskless);
 //!   Inconsistent without a resync running; I/O suspended (frozen by
 //!   `fencing: resource-and-stonith` until the peer is fenced).
 //! - WARNING: a resync running (with its progress); the peer not connected
@@ -205,10 +206,7 @@ fn assess_resource(r: &ResourceStatus, findings: &mut Findings) {
             ),
         );
     } else if standalone && let Some(reason) = &peer.reason {
-        findings.add(
-            Status::Critical,
-            format!("{name}: StandAlone, the connect was refused: {reason}"),
-        );
+        findings.add(Status::Critical, format!("{name}: StandAlone: {reason}"));
     } else if standalone && r.role == "Primary" {
         findings.add(
             Status::Critical,
@@ -579,14 +577,21 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_connect_is_critical_with_its_reason() {
+    fn a_refused_connect_or_a_cut_off_peer_is_critical_with_its_reason() {
         let mut refused = unlinked(healthy(), "StandAlone");
         refused.role = "Secondary".into();
         refused.peer.reason = Some("unrelated data".into());
         expect(
             &assess_one(refused),
             Status::Critical,
-            "the connect was refused: unrelated data",
+            "r0: StandAlone: unrelated data",
+        );
+        let mut cut_off = unlinked(healthy(), "StandAlone");
+        cut_off.peer.reason = Some("the peer did not complete write 7 within ko-count 7".into());
+        expect(
+            &assess_one(cut_off),
+            Status::Critical,
+            "r0: StandAlone: the peer did not complete write 7",
         );
     }
 

@@ -159,7 +159,8 @@ pub struct PeerStatus {
     pub resynced_bytes: u64,
     /// The link is StandAlone because the connect found a split brain.
     pub split_brain: bool,
-    /// Why the link is StandAlone, when a connect was refused.
+    /// Why the link is StandAlone, when it was not the operator's choice:
+    /// a refused connect, a split brain, a peer cut off by `ko-count`.
     pub reason: Option<String>,
     /// Bytes the last online verify found out of sync (4 KiB blocks).
     #[serde(default)]
