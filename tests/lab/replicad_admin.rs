@@ -1,8 +1,12 @@
 //! haadm's reporting and metadata commands against a real replicad:
 //! `events` (DRBD's events2 lines, as a stream), `dump` (the normalized
-//! configuration) and `create-md` refusing to overwrite metadata.
+//! configuration), `create-md` refusing to overwrite metadata, and
+//! `status` and `check` giving up on a replicad that does not answer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use hapair_lab::{
     NODE, RESOURCE, ReplicadNode, binary, lab_lock, path_arg, require_root, wait_until,
@@ -150,4 +154,58 @@ fn create_md_refuses_to_overwrite_metadata_without_force() {
     };
     assert!(uuid(&before).is_some(), "{}", before.text);
     assert_ne!(uuid(&after), uuid(&before), "--force wrote new metadata");
+}
+
+/// Sends SIGCONT to a stopped process when dropped, so that a failing test
+/// leaves a daemon its teardown can stop.
+struct Stopped(Pid);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        let pid = Pid::from_raw(pid as i32);
+        kill(pid, Signal::SIGSTOP).expect("SIGSTOP replicad");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
+    }
+}
+
+/// A replicad that takes questions and never answers (here stopped with
+/// SIGSTOP, as one stuck on a backing disk that hangs would be) must not
+/// hang the monitoring: `haadm status` fails and `haadm check` reports
+/// UNKNOWN, each after its 10 s and saying why.
+#[test]
+fn status_and_check_give_up_on_a_replicad_that_does_not_answer() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    let mut node = ReplicadNode::new(BACKING_SIZE);
+    node.start();
+    node.haadm(&["up", RESOURCE]).expect_code(0);
+    let stopped = Stopped::stop(node.daemon().pid());
+
+    for (command, code, words) in [("status", 1, "did not answer"), ("check", 3, "UNKNOWN")] {
+        let started = Instant::now();
+        let finished = node.haadm(&[command]);
+        let waited = started.elapsed();
+        assert_eq!(finished.code(), Some(code), "{}", finished.all_output());
+        assert!(
+            finished.all_output().contains(words)
+                && finished.all_output().contains("did not answer"),
+            "haadm {command} says why: {}",
+            finished.all_output()
+        );
+        assert!(
+            waited >= Duration::from_secs(9) && waited < Duration::from_secs(30),
+            "haadm {command} gave up after {waited:?}, not after its 10 s"
+        );
+    }
+
+    drop(stopped);
+    assert_eq!(node.status()["disk"], "UpToDate", "answering again");
 }

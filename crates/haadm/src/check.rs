@@ -365,7 +365,9 @@ fn read_vrrp(path: &Path, named: bool) -> Vrrp {
 }
 
 fn ask_replicad(run_dir: &Path) -> Result<Vec<ResourceStatus>, String> {
-    let mut client = Client::connect(run_dir).map_err(|error| error.to_string())?;
+    let mut client = Client::connect(run_dir)
+        .and_then(|client| client.with_reply_timeout(crate::STATUS_TIMEOUT))
+        .map_err(|error| error.to_string())?;
     match client
         .call(&Request::Status { resource: None })
         .map_err(|error| error.to_string())?

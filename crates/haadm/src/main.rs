@@ -12,16 +12,22 @@ mod vrrp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hapair_config::{ConfigError, LoadOptions, ResourceConfig, load_config};
 use replicad::control::{Client, ClientError, Reply, Request, ResourceStatus};
 use replicad::report;
 
+/// How long `status` and `check` wait for replicad's answer: a daemon
+/// stuck (on a backing disk that hangs) must not hang them too.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0   done
-  1   the command failed (I/O error, metadata problem)
+  1   the command failed (I/O error, metadata problem; or replicad did not
+      answer `status` within 10 s)
   2   usage error
   3   replicad is not running
   4   vrrpd's state file cannot be read (vrrp status)
@@ -355,7 +361,7 @@ fn status(args: &Args, name: Option<&str>) -> Result<Vec<ResourceStatus>, Failur
         None | Some("all") => None,
         Some(name) => Some(select(args, Some(name))?.remove(0).name),
     };
-    let mut client = Client::connect(&args.run_dir)?;
+    let mut client = Client::connect(&args.run_dir)?.with_reply_timeout(STATUS_TIMEOUT)?;
     expect_done(client.call(&Request::Status { resource: wanted })?)
 }
 

@@ -4,9 +4,10 @@
 //! answers one [`Reply`] — or, for [`Request::Events`], a stream of event
 //! lines until the client goes away.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -180,6 +181,11 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "replicad did not answer on {path} within {waited:?}: it may be stuck (on a backing \
+         disk that hangs?); its log says more"
+    )]
+    NoAnswer { path: PathBuf, waited: Duration },
     #[error("replicad sent something that is not a reply: {0}")]
     Garbled(String),
 }
@@ -189,6 +195,7 @@ pub struct Client {
     path: PathBuf,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    reply_timeout: Option<Duration>,
 }
 
 impl Client {
@@ -206,6 +213,24 @@ impl Client {
             path,
             reader: BufReader::new(stream),
             writer,
+            reply_timeout: None,
+        })
+    }
+
+    /// Gives up on a reply that takes longer than `timeout` (with
+    /// [`ClientError::NoAnswer`]), for questions that must not hang on a
+    /// stuck daemon (`haadm status`, `haadm check`).
+    pub fn with_reply_timeout(self, timeout: Duration) -> Result<Client, ClientError> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Client {
+            reply_timeout: Some(timeout),
+            ..self
         })
     }
 
@@ -222,13 +247,20 @@ impl Client {
 
     fn read_line(&mut self) -> Result<Option<String>, ClientError> {
         let mut line = String::new();
-        let read = self
-            .reader
-            .read_line(&mut line)
-            .map_err(|source| ClientError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        let read = self.reader.read_line(&mut line).map_err(|source| {
+            match (source.kind(), self.reply_timeout) {
+                (ErrorKind::WouldBlock | ErrorKind::TimedOut, Some(waited)) => {
+                    ClientError::NoAnswer {
+                        path: self.path.clone(),
+                        waited,
+                    }
+                }
+                _ => ClientError::Io {
+                    path: self.path.clone(),
+                    source,
+                },
+            }
+        })?;
         Ok((read > 0).then(|| line.trim_end().to_string()))
     }
 
@@ -251,5 +283,41 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A daemon that takes the question and never answers: a client with a
+    /// reply timeout gives up, saying so.
+    #[test]
+    fn a_reply_timeout_gives_up_on_a_daemon_that_does_not_answer() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(socket_path(run_dir.path())).unwrap();
+        let stuck = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut question = String::new();
+            BufReader::new(&stream).read_line(&mut question).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            question
+        });
+        let timeout = Duration::from_millis(200);
+        let mut client = Client::connect(run_dir.path())
+            .unwrap()
+            .with_reply_timeout(timeout)
+            .unwrap();
+        let started = Instant::now();
+        let answer = client.call(&Request::Status { resource: None });
+        assert!(
+            matches!(answer, Err(ClientError::NoAnswer { waited, .. }) if waited == timeout),
+            "{answer:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(stuck.join().unwrap().contains("status"));
     }
 }
