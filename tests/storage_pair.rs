@@ -777,14 +777,18 @@ fn dropped_replication_packets(namespace: &str) -> u64 {
         .unwrap_or_else(|| panic!("{namespace}: no dropping qdisc 2: on eth0: {qdiscs}"))
 }
 
-/// A backing disk that fails on demand: nbdkit's memory plugin behind its
-/// error filter, exposed as a regular file by nbdfuse ([`NbdkitDisk`]);
-/// every request to it fails with EIO while a trigger file exists. Its
-/// content lives as long as the disk, whatever happens to the node using
-/// it (a killed host's disk keeps what was written to it).
+/// A backing disk that fails or hangs on demand: nbdkit's memory plugin
+/// behind its pause and error filters, exposed as a regular file by
+/// nbdfuse ([`NbdkitDisk`]); every request to it fails with EIO while a
+/// trigger file exists, and waits while it is paused (as on a disk whose
+/// controller stopped answering). Its content lives as long as the disk,
+/// whatever happens to the node using it (a killed host's disk keeps what
+/// was written to it). Dropping it resumes it first, so that the teardown
+/// of a failed test does not hang on it.
 pub struct FailingDisk {
     pub disk: NbdkitDisk,
     trigger: PathBuf,
+    pause_control: PathBuf,
 }
 
 impl FailingDisk {
@@ -796,18 +800,27 @@ impl FailingDisk {
     /// A disk of `size` bytes.
     pub fn with_size(size: u64) -> FailingDisk {
         let disk = NbdkitDisk::start(|dir| {
-            let trigger = failing_disk_trigger(dir);
             vec![
+                "--filter=pause".into(),
                 "--filter=error".into(),
                 "memory".into(),
                 size.to_string(),
                 "error=EIO".into(),
                 "error-rate=100%".into(),
-                format!("error-file={}", path_arg(&trigger)),
+                format!("error-file={}", path_arg(&failing_disk_trigger(dir))),
+                format!(
+                    "pause-control={}",
+                    path_arg(&failing_disk_pause_control(dir))
+                ),
             ]
         });
         let trigger = failing_disk_trigger(disk.dir());
-        FailingDisk { disk, trigger }
+        let pause_control = failing_disk_pause_control(disk.dir());
+        FailingDisk {
+            disk,
+            trigger,
+            pause_control,
+        }
     }
 
     /// Every request to the disk fails from now on.
@@ -833,53 +846,23 @@ impl FailingDisk {
     pub fn has_failed_requests(&self) -> bool {
         self.disk.server_log().contains("injecting EIO error")
     }
-}
-
-fn failing_disk_trigger(dir: &Path) -> PathBuf {
-    dir.join("fail-now")
-}
-
-/// A backing disk that hangs on demand: nbdkit's memory plugin behind its
-/// pause filter, exposed as a regular file by nbdfuse ([`NbdkitDisk`]).
-/// While paused, every request to it waits (as on a disk whose controller
-/// stopped answering); dropping the disk resumes it first, so that the
-/// teardown of a failed test does not hang on it.
-pub struct HangingDisk {
-    pub disk: NbdkitDisk,
-    control: PathBuf,
-}
-
-impl HangingDisk {
-    /// A 64 MiB disk.
-    pub fn start() -> HangingDisk {
-        let disk = NbdkitDisk::start(|dir| {
-            vec![
-                "--filter=pause".into(),
-                "memory".into(),
-                (64u64 << 20).to_string(),
-                format!("pause-control={}", path_arg(&hanging_disk_control(dir))),
-            ]
-        });
-        let control = hanging_disk_control(disk.dir());
-        HangingDisk { disk, control }
-    }
 
     /// Requests from now on wait until [`Self::resume`].
     pub fn pause(&self) {
-        self.command(b'p')
+        self.pause_command(b'p')
             .expect("the pause filter paused the disk");
     }
 
     /// Requests are served again, those that waited first.
     pub fn resume(&self) {
-        self.command(b'r')
+        self.pause_command(b'r')
             .expect("the pause filter resumed the disk");
     }
 
     /// Sends one command byte to the pause filter and waits for its echo
     /// in upper case (for a pause, once the requests in progress are done).
-    fn command(&self, command: u8) -> std::io::Result<()> {
-        let mut control = std::os::unix::net::UnixStream::connect(&self.control)?;
+    fn pause_command(&self, command: u8) -> std::io::Result<()> {
+        let mut control = std::os::unix::net::UnixStream::connect(&self.pause_control)?;
         control.set_read_timeout(Some(Duration::from_secs(30)))?;
         control.write_all(&[command])?;
         let mut echo = [0u8];
@@ -895,13 +878,17 @@ impl HangingDisk {
     }
 }
 
-impl Drop for HangingDisk {
+impl Drop for FailingDisk {
     fn drop(&mut self) {
-        let _ = self.command(b'r');
+        let _ = self.pause_command(b'r');
     }
 }
 
-fn hanging_disk_control(dir: &Path) -> PathBuf {
+fn failing_disk_trigger(dir: &Path) -> PathBuf {
+    dir.join("fail-now")
+}
+
+fn failing_disk_pause_control(dir: &Path) -> PathBuf {
     dir.join("pause.sock")
 }
 

@@ -41,6 +41,13 @@
 //!   `on-io-error detach` the Secondary goes Diskless and the Primary sees
 //!   it so (no failover would take that copy for UpToDate), then `haadm
 //!   down`, the disk mended, `haadm up` resync it.
+//! - `BackupDiskHangs`: the BACKUP's backing store stops answering under
+//!   load (nbdkit's pause filter: requests wait, no error). The Primary
+//!   must go on without the peer: it cuts it off after `ko-count` ×
+//!   `timeout`, or drops it sooner when the BACKUP stops answering pings
+//!   (its small mirrored writes, done on its async threads, block them
+//!   too). Once the disk answers again the pair resyncs (after `haadm
+//!   connect` on the Primary if it left the link StandAlone).
 //!
 //! The schedule is a sequence of seeded shuffles of the fault kinds, cut to
 //! the number of faults: the short CI run (the default) is one shuffle, so
@@ -52,7 +59,9 @@
 //!
 //! Seeds that found defects, worth replaying after changes to vrrpd, the
 //! hooks or replicad's link (`HAPAIR_CHAOS_FAULTS=8` with
-//! `HAPAIR_CHAOS_SEED=1796619348952599407` or `=12345`): a `BackupLinkDown`
+//! `HAPAIR_CHAOS_SEED=1796619348952599407` or `=12345`, and the eight kinds
+//! there were then, in their order:
+//! `HAPAIR_CHAOS_KINDS=KillMasterHost,Switchover,KillBackupReplicad,KillBackupVrrpd,BackupLinkDown,ReplicationCut,MasterDiskFails,BackupDiskFails`): a `BackupLinkDown`
 //! long enough for the BACKUP's down timer made it MASTER while its own
 //! link was down; its promote, refused while the peer was Primary, later
 //! succeeded (split brain), or went on retrying after the host was BACKUP
@@ -76,6 +85,10 @@ const WRITES_TIMEOUT: Duration = Duration::from_secs(60);
 /// the next write meets the error.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a Primary may wait for a peer whose disk hangs: `ko-count`
+/// (7) × `timeout` (2.5 s) and then some.
+const HANG_NOTICED_TIMEOUT: Duration = Duration::from_secs(40);
+
 /// The faults the schedule picks from; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -87,9 +100,10 @@ enum Fault {
     ReplicationCut,
     MasterDiskFails,
     BackupDiskFails,
+    BackupDiskHangs,
 }
 
-const FAULTS: [Fault; 8] = [
+const FAULTS: [Fault; 9] = [
     Fault::KillMasterHost,
     Fault::Switchover,
     Fault::KillBackupReplicad,
@@ -98,6 +112,7 @@ const FAULTS: [Fault; 8] = [
     Fault::ReplicationCut,
     Fault::MasterDiskFails,
     Fault::BackupDiskFails,
+    Fault::BackupDiskHangs,
 ];
 
 /// xorshift64*: a small, seedable generator; the schedule must replay
@@ -197,8 +212,12 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_upload() {
     );
     let started = Instant::now();
     let mut pair = StoragePair::new(StorageOptions {
-        failing_disks: faults.contains(&Fault::MasterDiskFails)
-            || faults.contains(&Fault::BackupDiskFails),
+        failing_disks: faults.iter().any(|fault| {
+            matches!(
+                fault,
+                Fault::MasterDiskFails | Fault::BackupDiskFails | Fault::BackupDiskHangs
+            )
+        }),
         ..StorageOptions::new(project_hooks())
     });
     pair.start_service();
@@ -252,6 +271,7 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_upload() {
             }
             Fault::MasterDiskFails => fail_master_disk(&mut pair, &writer, master, round),
             Fault::BackupDiskFails => fail_backup_disk(&pair, &writer, backup, round),
+            Fault::BackupDiskHangs => hang_backup_disk(&pair, &writer, backup, round),
         }
         pair.wait_until_in_sync();
         pair.wait_until_serving(&format!("round {round}: after healing"));
@@ -480,6 +500,29 @@ fn fail_backup_disk(pair: &StoragePair, writer: &Writer, backup: usize, round: u
     node.haadm(&["down", RESOURCE]).expect_code(0);
     disk.heal();
     node.haadm(&["up", RESOURCE]).expect_code(0);
+    pair.wait_until_in_sync();
+}
+
+/// `BackupDiskHangs`: see the module docs.
+fn hang_backup_disk(pair: &StoragePair, writer: &Writer, backup: usize, round: usize) {
+    let master = 3 - backup;
+    let disk = failing_disk(pair, backup);
+    disk.pause();
+    wait_for(
+        &format!("round {round}: h{master} to go on without h{backup}, whose disk hangs"),
+        HANG_NOTICED_TIMEOUT,
+        || {
+            pair.host(master)
+                .status()
+                .is_some_and(|status| status["peer"]["connection"] != "Connected")
+        },
+    );
+    writer.wait_for_more(3, WRITES_TIMEOUT);
+    disk.resume();
+    let node = &pair.host(master).node;
+    if node.status()["peer"]["connection"] == "StandAlone" {
+        node.haadm(&["connect", RESOURCE]).expect_code(0);
+    }
     pair.wait_until_in_sync();
 }
 

@@ -13,14 +13,13 @@
 //! Primary's writes go on.
 //!
 //! The failing disk is the one of `replicad_disk_errors` (nbdkit's error
-//! filter behind nbdfuse), the hanging one nbdkit's pause filter behind
-//! nbdfuse; both nodes keep their metadata external.
+//! and pause filters behind nbdfuse); both nodes keep their metadata
+//! external.
 
 use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hapair_lab::storage_pair::HangingDisk;
 use hapair_lab::{RESOURCE, lab_lock, path_arg, program, read_file_range, require_root};
 
 use crate::replicad_disk_errors::FailingDisk;
@@ -295,7 +294,7 @@ fn a_secondary_whose_disk_hangs_is_cut_off_after_ko_count() {
     if !require_root() {
         return;
     }
-    let disk = HangingDisk::start();
+    let disk = FailingDisk::start();
     let pair = synced_pair(&Extras {
         net: "timeout: 5, ko-count: 4,".into(),
         ha2_disk: Some(disk.disk.file()),
