@@ -985,6 +985,7 @@ fn the_external_meta_example_keeps_metadata_off_the_data_volume() {
     assert_eq!(ha1.meta_disk, MetaDisk::External("/dev/vg0/r0-meta".into()));
     assert!(ha1.address.is_ipv6());
     assert_eq!(config.net.ping_timeout, Duration::from_secs(2));
+    assert_eq!(config.net.ko_count, 4);
     assert_eq!(config.net.fencing, Fencing::ResourceOnly);
     assert!(config.handlers.fence_peer.is_some());
     assert_eq!(config.disk.resync_rate, 40 << 20);
