@@ -15,15 +15,21 @@ use hapair_lab::{
 const BACKING_SIZE: u64 = 64 << 20;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A node started and brought up (Secondary, Inconsistent).
+fn up_node() -> ReplicadNode {
+    let mut node = ReplicadNode::new(BACKING_SIZE);
+    node.start();
+    node.haadm(&["up", RESOURCE]).expect_code(0);
+    node
+}
+
 #[test]
 fn events_lists_the_state_then_streams_a_promotion() {
     let _lock = lab_lock();
     if !require_root() {
         return;
     }
-    let mut node = ReplicadNode::new(BACKING_SIZE);
-    node.start();
-    node.haadm(&["up", RESOURCE]).expect_code(0);
+    let mut node = up_node();
     let (config, run) = (node.config_dir(), node.run_dir());
     let events = node.spawn(
         &[
@@ -184,9 +190,7 @@ fn status_and_check_give_up_on_a_replicad_that_does_not_answer() {
     if !require_root() {
         return;
     }
-    let mut node = ReplicadNode::new(BACKING_SIZE);
-    node.start();
-    node.haadm(&["up", RESOURCE]).expect_code(0);
+    let node = up_node();
     let stopped = Stopped::stop(node.daemon().pid());
 
     for (command, code, words) in [("status", 1, "did not answer"), ("check", 3, "UNKNOWN")] {
