@@ -668,7 +668,7 @@ impl Resource {
                     disk,
                     attached.volume.size(),
                     attached.open.load(Ordering::SeqCst),
-                    metadata.bitmap().dirty_blocks() * replica::block::BLOCK_BYTES,
+                    metadata.bitmap().dirty_bytes(),
                 )
             }
         };

@@ -387,9 +387,10 @@ impl Mirror for PeerLink {
             Payload::Data(data) => data.len() as u64,
             Payload::Zeroes(length) => length,
         };
-        // The copies and digests are made before the lock is taken, so
-        // that writes from several clients are not serialized on them; a
-        // link that comes up meanwhile gets them made under the lock.
+        // The pieces (views of the request's data) and their digests are
+        // made before the lock is taken, so that writes from several
+        // clients are not serialized on the digests; a link that comes up
+        // meanwhile gets them made under the lock.
         let (integrity, mirroring) = {
             let state = self.lock();
             (state.integrity, state.outgoing.is_some())
