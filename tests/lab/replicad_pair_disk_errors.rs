@@ -29,6 +29,8 @@ use crate::replicad_pair_kit::{
 };
 
 const MIB: u64 = 1 << 20;
+/// An activity-log extent.
+const EXTENT: u64 = 4 * MIB;
 /// Written while the disk works.
 const BEFORE: Range<u64> = 0..MIB;
 /// Written while the disk fails: a plain write, then one with FUA.
@@ -179,6 +181,21 @@ fn detach_serves_through_the_peer_and_reattach_resyncs() {
     // The disk works again: down and up attach it, and only the blocks
     // written while Diskless come over from ha2.
     disk.heal();
+    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
+    reattach_ha1(&pair, &disk.disk.file(), dirtied..dirtied + MIB);
+    for (range, byte) in [(&AFTER, 0xb2), (&AFTER_FUA, 0xc3), (&BEFORE, 0xa1)] {
+        assert!(
+            holds(&disk.disk.file(), range, byte),
+            "ha1's re-attached disk holds {byte:#x} at {range:?}"
+        );
+    }
+}
+
+/// ha1, Diskless and Primary, is demoted, taken down and brought up again
+/// on its working disk `ha1_disk`: waits until both are in sync and checks
+/// that the bytes ha2 resynced lie within `expected` (what ha1 missed, not
+/// a full sync).
+fn reattach_ha1(pair: &Pair, ha1_disk: &Path, expected: Range<u64>) {
     pair.ha1.haadm(&["secondary", RESOURCE]).expect_code(0);
     pair.ha1.haadm(&["down", RESOURCE]).expect_code(0);
     let before_resync = resynced_bytes(&pair.ha2);
@@ -186,17 +203,111 @@ fn detach_serves_through_the_peer_and_reattach_resyncs() {
     wait_for_status(&pair.ha1, "the resync after the re-attach", in_sync);
     wait_for_status(&pair.ha2, "the resync after the re-attach", in_sync);
     let crossed = resynced_bytes(&pair.ha2) - before_resync;
-    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
     assert!(
-        crossed >= dirtied && crossed <= dirtied + MIB,
-        "a bitmap resync of what was written while Diskless ({dirtied} bytes), not a full one: {crossed} bytes crossed"
+        expected.contains(&crossed),
+        "a resync of what ha1 missed ({expected:?} bytes), not a full one: {crossed} bytes crossed \
+         to {}",
+        ha1_disk.display()
     );
-    let ha1_disk = disk.disk.file();
+}
+
+/// With `disk-timeout`, a Primary whose disk hangs (no error, no answer)
+/// gives it up after the timeout as if it had failed: Diskless, serving
+/// through the peer, so the client's write completes after a pause of
+/// about the timeout, and reads come from the peer. The hanging disk holds
+/// the metadata too, and the write starts a new activity-log extent: that
+/// metadata write hangs under the metadata's lock, which status and the
+/// peer link need, so it must give up as well.
+#[test]
+fn a_primary_whose_disk_hangs_detaches_after_disk_timeout() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    const DISK_SIZE: u64 = 64 * MIB;
+    let disk = FailingDisk::with_size(DISK_SIZE);
+    let pair = synced_pair(&Extras {
+        disk: "disk-timeout: 20,".into(),
+        ha1_disk: Some(disk.disk.file()),
+        internal_meta: true,
+        backing_size: Some(DISK_SIZE),
+        recorded_handlers: vec!["local-io-error"],
+        ..Extras::default()
+    });
+    write_pattern(&pair.ha1, &BEFORE, 0xa1);
+    assert!(
+        holds(&disk.disk.file(), &BEFORE, 0xa1),
+        "written while the disk answers"
+    );
+
+    disk.evict_cache();
+    disk.pause();
+    let started = Instant::now();
+    write_pattern(&pair.ha1, &AFTER, 0xb2);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(20),
+        "the write waited for the hanging disk about disk-timeout (2 s), not {waited:?}"
+    );
+    let ha1 = pair.ha1.status();
+    assert_eq!(ha1["disk"], "Diskless", "{ha1}");
+    assert_eq!(ha1["role"], "Primary", "{ha1}");
+    assert_eq!(ha1["peer"]["disk"], "UpToDate", "{ha1}");
+    let ha2 = pair.ha2.status();
+    assert_eq!(ha2["disk"], "UpToDate", "{ha2}");
+    assert_eq!(ha2["peer"]["disk"], "Diskless", "{ha2}");
+    assert!(
+        backing_bytes(&pair.ha2, &AFTER) == filled(&AFTER, 0xb2),
+        "ha2 has the write"
+    );
+    // Reads, a flush and a FUA write go through the peer, without waiting
+    // for the disk again.
+    let started = Instant::now();
+    qemu_io(
+        &pair.ha1,
+        &[
+            format!(
+                "read -P 0xa1 {} {}",
+                BEFORE.start,
+                BEFORE.end - BEFORE.start
+            ),
+            format!("read -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
+            "flush".to_string(),
+            format!(
+                "write -f -P 0xc3 {} {}",
+                AFTER_FUA.start,
+                AFTER_FUA.end - AFTER_FUA.start
+            ),
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "a Diskless node does not wait for its disk: {:?}",
+        started.elapsed()
+    );
+    let log = pair.ha1.daemon().log();
+    assert!(
+        log.contains("within disk-timeout (2.0 s)")
+            && log.contains("detached (on-io-error detach)"),
+        "{log}"
+    );
+    wait_for(
+        "the local-io-error handler on ha1",
+        || !handler_calls(&pair.ha1, "local-io-error").is_empty(),
+        || pair.ha1.daemon().log(),
+    );
+
+    // The disk answers again; the requests that waited on it end, on a
+    // disk no longer used. Its metadata could not be closed (the failed
+    // write), so the re-attach recovers as after a crash: the hot extents
+    // of BEFORE and AFTER come over whole, besides what ha1 missed; still
+    // not the 64 MiB of a full sync.
+    disk.resume();
+    let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
+    reattach_ha1(&pair, &disk.disk.file(), dirtied..4 * EXTENT + MIB);
     for (range, byte) in [(&AFTER, 0xb2), (&AFTER_FUA, 0xc3), (&BEFORE, 0xa1)] {
-        let bytes = read_file_range(&ha1_disk, range.start, (range.end - range.start) as usize)
-            .expect("ha1's disk readable");
         assert!(
-            bytes == filled(range, byte),
+            holds(&disk.disk.file(), range, byte),
             "ha1's re-attached disk holds {byte:#x} at {range:?}"
         );
     }

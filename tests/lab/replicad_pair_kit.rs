@@ -79,6 +79,10 @@ pub struct Extras {
     pub ha1_disk: Option<PathBuf>,
     /// The same for ha2.
     pub ha2_disk: Option<PathBuf>,
+    /// Internal metadata even with a disk of a node's own: that disk then
+    /// holds its node's metadata too (give `backing_size` the disk's size,
+    /// so that both volumes have the same size).
+    pub internal_meta: bool,
 }
 
 /// The pair. Fields drop in order: the daemons die before the lab goes.
@@ -138,7 +142,8 @@ fn resource_yaml(extras: &Extras, node: &str, backing: &Path) -> String {
         &extras.ha2_disk
     };
     let disk = own_disk.clone().unwrap_or_else(|| backing.to_path_buf());
-    let meta_disk = if extras.ha1_disk.is_some() || extras.ha2_disk.is_some() {
+    let own_disks = extras.ha1_disk.is_some() || extras.ha2_disk.is_some();
+    let meta_disk = if own_disks && !extras.internal_meta {
         path_arg(&backing.with_extension("md")).to_string()
     } else {
         "internal".to_string()

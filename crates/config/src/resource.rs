@@ -177,6 +177,12 @@ pub struct DiskOptions {
     pub disk_flushes: bool,
     /// `md-flushes`: the same for metadata writes. Default yes.
     pub md_flushes: bool,
+    /// `disk-timeout`, in **tenths** of a second (0..=6000): a request the
+    /// backing disk has not completed after this long counts as failed, and
+    /// `on-io-error` applies (`detach`: the node goes on Diskless, through
+    /// its peer). 0 in the file waits for ever, which is `None` here.
+    /// Default 0, as in DRBD.
+    pub disk_timeout: Option<Duration>,
 }
 
 impl Default for DiskOptions {
@@ -189,6 +195,7 @@ impl Default for DiskOptions {
             c_max_rate: Some(102_400 * KIB),
             disk_flushes: true,
             md_flushes: true,
+            disk_timeout: None,
         }
     }
 }
@@ -813,6 +820,13 @@ fn disk_options(file: &FileFields, raw: &RawDisk) -> Result<DiskOptions, ConfigE
         c_max_rate,
         disk_flushes: raw.disk_flushes.unwrap_or(defaults.disk_flushes),
         md_flushes: raw.md_flushes.unwrap_or(defaults.md_flushes),
+        disk_timeout: file
+            .optional("disk.disk-timeout", raw.disk_timeout, |value| {
+                duration(value, TimeUnit::Tenths, 0..=6000)
+            })?
+            .map_or(defaults.disk_timeout, |limit| {
+                Some(limit).filter(|limit| !limit.is_zero())
+            }),
     })
 }
 

@@ -128,6 +128,7 @@ fn the_documented_shape_loads_with_drbd_defaults() {
             c_max_rate: Some(102_400 * 1024),
             disk_flushes: true,
             md_flushes: true,
+            disk_timeout: None,
         }
     );
     assert_eq!(config.handlers, Handlers::default());
@@ -178,6 +179,7 @@ disk:
   c-max-rate: 1G
   disk-flushes: no
   md-flushes: false
+  disk-timeout: 300
 handlers:
   initial-split-brain: [/bin/log, initial]
   split-brain: /bin/log "split brain"
@@ -218,6 +220,7 @@ handlers:
             c_max_rate: Some(1 << 30),
             disk_flushes: false,
             md_flushes: false,
+            disk_timeout: Some(Duration::from_secs(30)),
         }
     );
     let handlers = &config.handlers;
@@ -311,6 +314,13 @@ fn times_count_seconds_or_tenths_as_in_drbd_conf() {
         "net.timeout",
     );
     assert_mentions(&message, &["out of range 1..=600", "tenths"]);
+
+    let config = resource(&disk("disk-timeout: 25"));
+    assert_eq!(config.disk.disk_timeout, Some(Duration::from_millis(2500)));
+    let config = resource(&disk("disk-timeout: 0"));
+    assert_eq!(config.disk.disk_timeout, None, "0 waits for ever");
+    let message = rejection(&disk("disk-timeout: 6001"), "disk.disk-timeout");
+    assert_mentions(&message, &["out of range 0..=6000", "tenths"]);
 }
 
 #[test]

@@ -125,6 +125,11 @@ pub fn render(resource: &ResourceConfig) -> String {
         "        md-flushes         {};",
         yes_no(disk.md_flushes)
     );
+    let _ = writeln!(
+        out,
+        "        disk-timeout       {};",
+        disk.disk_timeout.map_or(0, |limit| limit.as_millis() / 100)
+    );
     let _ = writeln!(out, "    }}");
     let handlers = &resource.handlers;
     let named = [

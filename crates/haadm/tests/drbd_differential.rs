@@ -175,6 +175,7 @@ fn drbd_default(path: &str) -> Option<&'static str> {
         "net.after-sb-0pri" | "net.after-sb-1pri" | "net.after-sb-2pri" => "disconnect",
         "disk.on-io-error" => "detach",
         "disk.al-extents" => "1237",
+        "disk.disk-timeout" => "0",
         "disk.resync-rate" => "250",
         "disk.c-max-rate" => "102400",
         "disk.disk-flushes" | "disk.md-flushes" => "yes",

@@ -840,6 +840,25 @@ impl<S: Storage> Metadata<S> {
         self.storage
     }
 
+    /// The same metadata on `wrap(storage)`: the storage, wrapped (e.g. in
+    /// one that gives up on a disk that does not answer), now takes the
+    /// reads and writes.
+    pub fn map_storage<T: Storage>(self, wrap: impl FnOnce(S) -> T) -> Metadata<T> {
+        Metadata {
+            storage: wrap(self.storage),
+            name: self.name,
+            resource: self.resource,
+            layout: self.layout,
+            superblock: self.superblock,
+            bitmap: self.bitmap,
+            activity_log: self.activity_log,
+            ring_complete: self.ring_complete,
+            recovery_pending: self.recovery_pending,
+            damaged_bitmap_pages: self.damaged_bitmap_pages,
+            failure: self.failure,
+        }
+    }
+
     /// Everything in the metadata as text, for `haadm dump-md`.
     pub fn dump(&self) -> String {
         dump::render(

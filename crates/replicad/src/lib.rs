@@ -7,6 +7,7 @@
 //! - [`daemon`]: the resources, the control socket, the events stream.
 //! - `resource`: one resource's life (up, roles, down) and its rules.
 //! - `serve`: NBD connections and the write path.
+//! - `deadline`: giving up on a disk that hangs (`disk-timeout`).
 //! - `range_lock`: ordering of overlapping requests.
 //! - `peer`: the peer link: handshake, mirroring, resync, verify.
 //! - `helpers`: the resource's handlers (split-brain, resync, fencing...).
@@ -17,6 +18,7 @@ pub mod control;
 pub mod daemon;
 pub mod report;
 
+mod deadline;
 mod helpers;
 mod pacer;
 mod peer;

@@ -63,7 +63,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(replicad::daemon::run(resources, node, args.run_dir)) {
+    let result = runtime.block_on(replicad::daemon::run(resources, node, args.run_dir));
+    // Once `run` returned, the resources are down; a disk request still
+    // running is stuck on a disk that hangs (`disk-timeout` gave up on
+    // it), and waiting for it would keep the process from ending.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("replicad: {error:#}");

@@ -25,9 +25,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::control::{Failure, ResourceStatus};
+use crate::deadline::MetadataFile;
 use crate::helpers::{Handler, Helpers};
 use crate::peer::{self, LinkContext, PeerLink};
-use crate::serve::{self, Journal, Mirror, Notice, Volume};
+use crate::serve::{self, DiskPolicy, Journal, Mirror, Notice, Volume};
 
 /// A refused or failed command, with the exit code class and the message.
 pub type Refusal = (Failure, String);
@@ -42,16 +43,20 @@ pub enum Role {
     Secondary,
 }
 
+/// A volume's metadata as the daemon keeps it: its writes give up after
+/// `disk-timeout`.
+pub type VolumeMetadata = Metadata<MetadataFile>;
+
 /// The metadata, shared by the daemon, the write path and the peer link.
 pub struct MetadataJournal {
-    metadata: Mutex<Metadata>,
+    metadata: Mutex<VolumeMetadata>,
     /// A new data generation was started since the peer was last
     /// connected (by a promotion or a write without the peer).
     pub generation_started_without_peer: AtomicBool,
 }
 
 impl MetadataJournal {
-    pub fn lock(&self) -> MutexGuard<'_, Metadata> {
+    pub fn lock(&self) -> MutexGuard<'_, VolumeMetadata> {
         self.metadata.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -236,6 +241,8 @@ impl Resource {
             ))
         })?;
         let size = metadata.usable_size();
+        let disk_timeout = self.config.disk.disk_timeout;
+        let metadata = metadata.map_storage(|file| MetadataFile::new(file, disk_timeout));
         let journal = Arc::new(MetadataJournal {
             metadata: Mutex::new(metadata),
             generation_started_without_peer: AtomicBool::new(false),
@@ -252,7 +259,10 @@ impl Resource {
             size,
             Arc::clone(&journal) as Arc<dyn Journal>,
             Arc::clone(&self.link) as Arc<dyn Mirror>,
-            self.config.disk.on_io_error,
+            DiskPolicy {
+                on_io_error: self.config.disk.on_io_error,
+                disk_timeout,
+            },
             Arc::clone(&helpers),
         ));
         let socket_path = nbd_socket_path(&self.run_dir, self.name());
@@ -703,7 +713,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The disk state the metadata flags describe, in DRBD's words.
-pub fn disk_state(metadata: &Metadata) -> &'static str {
+pub fn disk_state(metadata: &VolumeMetadata) -> &'static str {
     let flags = metadata.superblock().state.flags;
     if flags.contains(Flags::CONSISTENT) && flags.contains(Flags::WAS_UP_TO_DATE) {
         "UpToDate"

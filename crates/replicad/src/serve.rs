@@ -17,6 +17,9 @@
 //! ([`INLINE_WRITE`]): a client's write whose activity-log extents are
 //! already hot, and a mirrored write from the peer, go into the page cache
 //! from the async thread, which saves two thread hand-overs per request.
+//! With `disk-timeout`, everything goes through the blocking pool, and a
+//! request the disk has not completed within it fails
+//! ([`crate::deadline`]): `on-io-error` applies.
 //!
 //! The peer link uses [`Volume::hold_for_peer`] with [`Volume::write_held`]
 //! and [`Volume::read_range`] for mirrored writes and resync, under the
@@ -42,6 +45,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 use hapair_config::resource::OnIoError;
@@ -53,6 +57,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::deadline::blocking_within;
 use crate::helpers::{Handler, Helpers};
 use crate::range_lock::{RangeGuard, RangeLock};
 use crate::suspension::Suspension;
@@ -143,6 +148,9 @@ pub struct Volume {
     journal: Arc<dyn Journal>,
     mirror: Arc<dyn Mirror>,
     on_io_error: OnIoError,
+    /// `disk-timeout`: how long a request to the backing disk is waited
+    /// for before it counts as failed; `None` waits for ever.
+    disk_timeout: Option<Duration>,
     detached: AtomicBool,
     /// The handlers, and the notices to the daemon.
     helpers: Arc<Helpers>,
@@ -154,9 +162,18 @@ const READ_CHUNK: usize = 256 * 1024;
 /// A write up to this size without FUA is written on the async thread
 /// instead of through `blocking`, into the page cache: a mirrored write
 /// from the peer always, a client's write when its activity-log extents are
-/// hot (no metadata I/O before it). The two thread hand-overs of `blocking`
-/// dominated such a write (scripts/bench/nbd.sh, docs/BENCHMARKS.md).
+/// hot (no metadata I/O before it). The two thread hand-overs of the
+/// blocking pool dominated such a write (scripts/bench/nbd.sh,
+/// docs/BENCHMARKS.md). Not with `disk-timeout`: a write on the async
+/// thread cannot be given up.
 const INLINE_WRITE: usize = 64 * 1024;
+
+/// What a [`Volume`] does when its backing disk fails or hangs.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskPolicy {
+    pub on_io_error: OnIoError,
+    pub disk_timeout: Option<Duration>,
+}
 
 impl Volume {
     pub fn new(
@@ -165,7 +182,7 @@ impl Volume {
         size: u64,
         journal: Arc<dyn Journal>,
         mirror: Arc<dyn Mirror>,
-        on_io_error: OnIoError,
+        policy: DiskPolicy,
         helpers: Arc<Helpers>,
     ) -> Volume {
         Volume {
@@ -175,7 +192,8 @@ impl Volume {
             ranges: RangeLock::default(),
             journal,
             mirror,
-            on_io_error,
+            on_io_error: policy.on_io_error,
+            disk_timeout: policy.disk_timeout,
             detached: AtomicBool::new(false),
             helpers,
         }
@@ -209,7 +227,7 @@ impl Volume {
                 Some(executed) => executed,
                 None => {
                     let (volume, local) = (Arc::clone(&self), Arc::clone(&command));
-                    blocking(move || volume.execute_blocking(&local)).await
+                    self.on_disk(move || volume.execute_blocking(&local)).await
                 }
             };
             let error = match executed {
@@ -370,14 +388,14 @@ impl Volume {
                 held.range
             )));
         }
-        let written = if !fua && payload.len() <= INLINE_WRITE {
+        let written = if !fua && payload.len() <= INLINE_WRITE && self.disk_timeout.is_none() {
             // Into the page cache: cheaper than the two thread hand-overs
-            // of `blocking`, which dominated a small mirrored write.
+            // of the blocking pool, which dominated a small mirrored write.
             self.file.write_all_at(&payload, offset)
         } else {
             let volume = Arc::clone(self);
             let _guard = held.guard;
-            blocking(move || {
+            self.on_disk(move || {
                 volume.file.write_all_at(&payload, offset)?;
                 if fua {
                     volume.file.sync_data()?;
@@ -426,7 +444,7 @@ impl Volume {
         }
         let _held = self.ranges.acquire(range.clone(), false).await;
         let volume = Arc::clone(self);
-        blocking(move || {
+        self.on_disk(move || {
             let mut data = vec![0u8; (range.end - range.start) as usize];
             volume.file.read_exact_at(&mut data, range.start)?;
             Ok(data)
@@ -437,13 +455,26 @@ impl Volume {
     /// Makes everything written so far durable, off the async threads.
     pub async fn sync_async(self: &Arc<Self>) -> io::Result<()> {
         let volume = Arc::clone(self);
-        blocking(move || volume.sync()).await
+        self.on_disk(move || volume.sync()).await
+    }
+
+    /// Runs blocking disk work on the blocking pool, given up after
+    /// `disk-timeout`.
+    async fn on_disk<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        blocking_within(self.disk_timeout, work).await
     }
 
     /// A small write whose activity-log extents are hot, done on the async
     /// thread (see [`INLINE_WRITE`]); `None` for anything else, which goes
-    /// through [`Self::execute_blocking`].
+    /// through [`Self::execute_blocking`], and for everything with
+    /// `disk-timeout`.
     fn execute_inline(&self, command: &Command) -> Option<io::Result<Executed>> {
+        if self.disk_timeout.is_some() {
+            return None;
+        }
         let Command::Write {
             offset,
             ref data,
@@ -629,15 +660,6 @@ enum Executed {
     },
     /// Durable here; the peer's barrier is still to come.
     Flushed,
-}
-
-/// Runs blocking file work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|join| Err(io::Error::other(join.to_string())))
 }
 
 /// Serves one client until it leaves. `still_allowed` is asked when the

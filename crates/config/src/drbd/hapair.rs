@@ -61,7 +61,13 @@ struct Node {
 fn is_number(name: &str) -> bool {
     matches!(
         name,
-        "ping-int" | "ping-timeout" | "timeout" | "connect-int" | "ko-count" | "al-extents"
+        "ping-int"
+            | "ping-timeout"
+            | "timeout"
+            | "connect-int"
+            | "ko-count"
+            | "al-extents"
+            | "disk-timeout"
     )
 }
 

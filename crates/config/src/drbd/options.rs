@@ -168,6 +168,7 @@ const TABLE: &[(SectionKind, &[&str], Support)] = &[
             "c-max-rate",
             "disk-flushes",
             "md-flushes",
+            "disk-timeout",
         ],
         Support::Implemented,
     ),
@@ -184,7 +185,6 @@ const TABLE: &[(SectionKind, &[&str], Support)] = &[
         &[
             "disk-barrier",
             "disk-drain",
-            "disk-timeout",
             "al-updates",
             "read-balancing",
             "resync-after",

@@ -54,6 +54,7 @@ pub(super) struct RawDisk {
     pub c_max_rate: Option<String>,
     pub disk_flushes: Option<bool>,
     pub md_flushes: Option<bool>,
+    pub disk_timeout: Option<Number>,
 }
 
 #[derive(Debug, Default, Deserialize)]

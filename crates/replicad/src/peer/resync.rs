@@ -134,7 +134,7 @@ pub(super) fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
 }
 
 /// The dirty bitmap as 64-bit words, block 0 first.
-pub(super) fn bitmap_words(metadata: &replica::store::Metadata) -> Vec<u64> {
+pub(super) fn bitmap_words(metadata: &crate::resource::VolumeMetadata) -> Vec<u64> {
     let bitmap = metadata.bitmap();
     let word_count = bitmap.blocks().div_ceil(64) as usize;
     let mut words: Vec<u64> = (0..bitmap.page_count())
