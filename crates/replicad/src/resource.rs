@@ -500,11 +500,18 @@ impl Resource {
         // later link loss does not take the last writes for unconfirmed.
         drop(self.link.barrier(false));
         let mut metadata = attached.journal.lock();
-        metadata.flush_bitmap().map_err(io_failure)?;
-        metadata
-            .update_superblock(|state| state.flags.remove(Flags::PRIMARY))
-            .map_err(io_failure)?;
+        let written = metadata
+            .flush_bitmap()
+            .and_then(|()| metadata.update_superblock(|state| state.flags.remove(Flags::PRIMARY)));
         drop(metadata);
+        match written {
+            // The failed disk may refuse even the metadata: the next `up`
+            // then recovers as after a crash of the Primary.
+            Err(error) if attached.volume.is_detached() => {
+                warn!("{name}: the detached disk's metadata was not updated: {error}")
+            }
+            written => written.map_err(io_failure)?,
+        }
         self.link.state_changed();
         info!("{name}: Secondary");
         Ok(())
