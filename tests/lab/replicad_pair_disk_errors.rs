@@ -16,7 +16,7 @@
 //! and pause filters behind nbdfuse); both nodes keep their metadata
 //! external.
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -182,7 +182,7 @@ fn detach_serves_through_the_peer_and_reattach_resyncs() {
     // written while Diskless come over from ha2.
     disk.heal();
     let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
-    reattach_ha1(&pair, &disk.disk.file(), dirtied..dirtied + MIB);
+    reattach_ha1(&pair, &disk.disk.file(), dirtied..=dirtied + MIB);
     for (range, byte) in [(&AFTER, 0xb2), (&AFTER_FUA, 0xc3), (&BEFORE, 0xa1)] {
         assert!(
             holds(&disk.disk.file(), range, byte),
@@ -195,7 +195,7 @@ fn detach_serves_through_the_peer_and_reattach_resyncs() {
 /// on its working disk `ha1_disk`: waits until both are in sync and checks
 /// that the bytes ha2 resynced lie within `expected` (what ha1 missed, not
 /// a full sync).
-fn reattach_ha1(pair: &Pair, ha1_disk: &Path, expected: Range<u64>) {
+fn reattach_ha1(pair: &Pair, ha1_disk: &Path, expected: RangeInclusive<u64>) {
     pair.ha1.haadm(&["secondary", RESOURCE]).expect_code(0);
     pair.ha1.haadm(&["down", RESOURCE]).expect_code(0);
     let before_resync = resynced_bytes(&pair.ha2);
@@ -299,12 +299,12 @@ fn a_primary_whose_disk_hangs_detaches_after_disk_timeout() {
 
     // The disk answers again; the requests that waited on it end, on a
     // disk no longer used. Its metadata could not be closed (the failed
-    // write), so the re-attach recovers as after a crash: the hot extents
-    // of BEFORE and AFTER come over whole, besides what ha1 missed; still
-    // not the 64 MiB of a full sync.
+    // write), so the re-attach recovers as after a crash: the two hot
+    // extents (of BEFORE and AFTER) come over whole, besides AFTER_FUA;
+    // still not the 64 MiB of a full sync.
     disk.resume();
     let dirtied = (AFTER.end - AFTER.start) + (AFTER_FUA.end - AFTER_FUA.start);
-    reattach_ha1(&pair, &disk.disk.file(), dirtied..4 * EXTENT + MIB);
+    reattach_ha1(&pair, &disk.disk.file(), dirtied..=2 * EXTENT + dirtied);
     for (range, byte) in [(&AFTER, 0xb2), (&AFTER_FUA, 0xc3), (&BEFORE, 0xa1)] {
         assert!(
             holds(&disk.disk.file(), range, byte),
@@ -455,5 +455,61 @@ fn a_secondary_whose_disk_hangs_is_cut_off_after_ko_count() {
     disk.resume();
     let before_resync = resynced_bytes(&pair.ha1);
     pair.ha1.haadm(&["connect", RESOURCE]).expect_code(0);
+    assert_ha2_caught_up(&pair, &disk.disk.file(), before_resync);
+}
+
+/// With `disk-timeout`, a Secondary whose disk hangs gives it up itself
+/// after the timeout (Diskless), instead of being cut off by the Primary
+/// after `ko-count` × `timeout`: the Primary's write completes after about
+/// the timeout, the link stays up, and the Primary records what the peer
+/// misses.
+#[test]
+fn a_secondary_whose_disk_hangs_detaches_after_disk_timeout() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    const DISK_SIZE: u64 = 64 * MIB;
+    let disk = FailingDisk::with_size(DISK_SIZE);
+    let pair = synced_pair(&Extras {
+        disk: "disk-timeout: 20,".into(),
+        ha2_disk: Some(disk.disk.file()),
+        internal_meta: true,
+        backing_size: Some(DISK_SIZE),
+        ..Extras::default()
+    });
+    write_pattern(&pair.ha1, &BEFORE, 0xa1);
+
+    disk.evict_cache();
+    disk.pause();
+    let started = Instant::now();
+    write_pattern(&pair.ha1, &AFTER, 0xb2);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(20),
+        "the write waited for the peer's hanging disk about disk-timeout (2 s), not {waited:?}"
+    );
+    let ha1 = pair.ha1.status();
+    assert_eq!(ha1["disk"], "UpToDate", "{ha1}");
+    assert_eq!(ha1["peer"]["connection"], "Connected", "{ha1}");
+    assert_eq!(ha1["peer"]["disk"], "Diskless", "{ha1}");
+    assert!(
+        ha1["out_of_sync"].as_u64().unwrap_or(0) >= AFTER.end - AFTER.start,
+        "ha1 records the write ha2 missed: {ha1}"
+    );
+    assert_eq!(pair.ha2.status()["disk"], "Diskless");
+    qemu_io(
+        &pair.ha1,
+        &[format!(
+            "write -f -P 0xc3 {} {}",
+            AFTER_FUA.start,
+            AFTER_FUA.end - AFTER_FUA.start
+        )],
+    );
+
+    disk.resume();
+    let before_resync = resynced_bytes(&pair.ha1);
+    pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
+    pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
     assert_ha2_caught_up(&pair, &disk.disk.file(), before_resync);
 }
