@@ -90,6 +90,11 @@ fn drbd_84_form_resource_level_disks_syncer_and_units() {
     assert!(!disk.disk_flushes);
     assert!(disk.md_flushes, "a flag without a value means yes");
     assert_eq!(
+        disk.disk_timeout,
+        Some(Duration::from_secs(30)),
+        "tenths of a second"
+    );
+    assert_eq!(
         r84.handlers.local_io_error,
         shell("/usr/lib/drbd/notify-io-error.sh; halt -f")
     );

@@ -999,4 +999,5 @@ fn the_external_meta_example_keeps_metadata_off_the_data_volume() {
     assert_eq!(config.net.fencing, Fencing::ResourceOnly);
     assert!(config.handlers.fence_peer.is_some());
     assert_eq!(config.disk.resync_rate, 40 << 20);
+    assert_eq!(config.disk.disk_timeout, Some(Duration::from_secs(60)));
 }
