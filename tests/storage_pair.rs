@@ -117,6 +117,8 @@ pub struct StorageOptions {
     /// the metadata external (an ordinary file beside the node's), so that
     /// only data I/O meets the disk's errors.
     pub failing_disks: bool,
+    /// The resource's `disk-timeout`; `None` waits for ever (the default).
+    pub disk_timeout: Option<Duration>,
 }
 
 impl StorageOptions {
@@ -130,6 +132,7 @@ impl StorageOptions {
             hooks,
             recorded_handlers: Vec::new(),
             failing_disks: false,
+            disk_timeout: None,
         }
     }
 
@@ -910,7 +913,7 @@ fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHos
         host.name(),
         Some(host.namespace()),
         backing_size,
-        |backing| resource_yaml(backing, data.as_deref(), &options.recorded_handlers),
+        |backing| resource_yaml(backing, data.as_deref(), options),
     );
     let mountpoint = node.dir().join("mnt");
     let service_dir = node.dir().join("service");
@@ -944,9 +947,9 @@ fn storage_host(lab: &Lab, index: usize, options: &StorageOptions) -> StorageHos
 /// request unanswered for 2.5 s sends a ping at once), split brain left to the
 /// operator, a resync of 10 MiB/s while the client writes (the default,
 /// 250 KiB/s, would take minutes over the hot extents of a crashed
-/// Primary), and the `recorded` handlers writing to the handler record
-/// beside `backing`.
-fn resource_yaml(backing: &Path, data: Option<&Path>, recorded: &[&str]) -> String {
+/// Primary), the options' `disk-timeout`, and their recorded handlers
+/// writing to the handler record beside `backing`.
+fn resource_yaml(backing: &Path, data: Option<&Path>, options: &StorageOptions) -> String {
     let disk = path_str(data.unwrap_or(backing));
     let meta_disk = match data {
         Some(_) => path_str(&backing.with_extension("md")).to_owned(),
@@ -954,7 +957,7 @@ fn resource_yaml(backing: &Path, data: Option<&Path>, recorded: &[&str]) -> Stri
     };
     let record = handler_record_beside(backing);
     let mut handlers = String::new();
-    for name in recorded {
+    for name in &options.recorded_handlers {
         handlers.push_str(&format!(
             "  {name}: {{shell: \"(echo HANDLER={name}; env | grep -E '^(DRBD|HAPAIR)_' | sort; \
              echo --) >> {}\"}}\n",
@@ -970,11 +973,14 @@ fn resource_yaml(backing: &Path, data: Option<&Path>, recorded: &[&str]) -> Stri
          net: {{shared-secret: \"storage-pair\", verify-alg: crc32c, ping-int: 3, \
          ping-timeout: 10, timeout: 25, connect-int: 3, after-sb-0pri: disconnect, \
          after-sb-1pri: disconnect, after-sb-2pri: disconnect}}\n\
-         disk: {{on-io-error: detach, resync-rate: 10M}}\n\
+         disk: {{on-io-error: detach, resync-rate: 10M, disk-timeout: {}}}\n\
          {handlers}\
          nodes:\n  \
            h1: {{address: \"10.99.0.1:{REPLICATION_PORT}\", disk: {disk}, meta-disk: {meta_disk}}}\n  \
-           h2: {{address: \"10.99.0.2:{REPLICATION_PORT}\", disk: {disk}, meta-disk: {meta_disk}}}\n"
+           h2: {{address: \"10.99.0.2:{REPLICATION_PORT}\", disk: {disk}, meta-disk: {meta_disk}}}\n",
+        options
+            .disk_timeout
+            .map_or(0, |limit| limit.as_millis() / 100)
     )
 }
 

@@ -11,6 +11,11 @@
 #
 #     sudo scripts/bench/nbd.sh [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio]
 #                               [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p] [-T]
+#                               [-d DISK_TIMEOUT]
+#
+# -d sets `disk-timeout` (tenths of a second) for both replicad servers:
+# every request then goes through replicad's blocking threads, with a
+# timer; this shows what that costs.
 #
 # -T keeps ha2's backing file on tmpfs whatever the storage, so that on
 # disk the two hosts do not write into one file system (two real hosts
@@ -40,8 +45,11 @@
 # Then, still on the replicated pair, the resync benchmark: ha2
 # disconnects, fio writes RESYNC_MIB MiB on ha1, ha2 connects again, and
 # the time from `haadm connect` until both nodes are UpToDate gives the
-# resync rate; it is set against a plain copy (dd, fsync at the end) of a
-# file of the same size on the same filesystem. The pair's configuration
+# resync rate; it is set against two plain copies of a file of the same
+# size, each with an fsync at the end: `dd` to a second file on the same
+# filesystem, and across the link (socat on ha1 reading the file into one
+# TCP connection, socat on ha2 writing it beside ha2's backing file), the
+# path a resync takes. The pair's configuration
 # sets `c-max-rate: 0` (no ceiling on the resync rate; the default caps it
 # at 100 MiB/s) and `connect-int: 2` (ha1 retries the connection every
 # 2 s instead of every 10 s; `timeout: 15`, 1.5 s, must be shorter).
@@ -67,9 +75,9 @@ PEER_PORT=7789
 RESOURCE=r0
 
 usage() {
-    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p] [-T]"
+    echo "usage: $0 [-t SECONDS_PER_JOB] [-s BACKING_MIB] [-r RESYNC_MIB] [-e nbd|libaio] [-o STORAGE,...] [-S SERVER,...] [-j JOB,...] [-P A|B|C] [-p] [-T] [-d DISK_TIMEOUT]"
     echo "  defaults: 10 s, 1024 MiB, 256 MiB, fio's nbd engine when it has one, -o $(IFS=,; echo "${STORAGES[*]}"), -S $(IFS=,; echo "${SERVERS[*]}")," \
-        "-j $(job_names | tr ' ' ','),resync, -P C, all CPUs shared (-p: one per host), ha2 on the storage (-T: on tmpfs); needs root"
+        "-j $(job_names | tr ' ' ','),resync, -P C, all CPUs shared (-p: one per host), ha2 on the storage (-T: on tmpfs), no disk-timeout; needs root"
 }
 
 # Prints the names of the jobs in JOBS.
@@ -98,7 +106,8 @@ CPU_PER_HOST=no
 HA2_ON_TMPFS=no
 PROTOCOL=C
 RUN_RESYNC=yes
-while getopts "t:s:r:e:o:S:j:P:pTh" option; do
+DISK_OPTIONS="on-io-error: detach"
+while getopts "t:s:r:e:o:S:j:P:pTd:h" option; do
     case $option in
         o)
             only_some "$OPTARG" "${STORAGES[@]}" || {
@@ -140,6 +149,13 @@ while getopts "t:s:r:e:o:S:j:P:pTh" option; do
         e) ENGINE=$OPTARG ;;
         p) CPU_PER_HOST=yes ;;
         T) HA2_ON_TMPFS=yes ;;
+        d)
+            [[ $OPTARG =~ ^[1-9][0-9]*$ ]] || {
+                echo "nbd.sh: -d takes disk-timeout in tenths of a second (1 or more), not '$OPTARG'" >&2
+                exit 2
+            }
+            DISK_OPTIONS+=", disk-timeout: $OPTARG"
+            ;;
         h)
             usage
             exit 0
@@ -181,7 +197,7 @@ job_mib=$((backing_mib - 64))
 
 lab_init nbd
 [[ $(id -u) -eq 0 ]] || lab_fail "run me as root: network namespaces, tmpfs mounts (and loop devices, without fio's nbd engine) need it"
-lab_install_packages fio nbdkit libnbd-bin jq util-linux iproute2
+lab_install_packages fio nbdkit libnbd-bin jq util-linux iproute2 socat
 
 # The replicad processes or the nbdkit process of the server under test.
 SERVER_PIDS=()
@@ -284,7 +300,7 @@ start_pair() {
     write_replicad_config "$dir/pair-config" \
         "${LAB_ADDRESS[ha1]}" "$dir/ha1.img" "${LAB_ADDRESS[ha2]}" "$ha2_dir/ha2.img" \
         "net: {connect-int: 2, timeout: 15}
-disk: {on-io-error: detach, c-max-rate: 0}"
+disk: {$DISK_OPTIONS, c-max-rate: 0}"
     for node in ha1 ha2; do
         local image=$dir/ha1.img
         [[ $node == ha2 ]] && image=$ha2_dir/ha2.img
@@ -326,7 +342,7 @@ start_server() {
             mkdir -p "$run"
             fallocate -l "${backing_mib}MiB" "$backing"
             write_replicad_config "$config" 127.0.0.1 "$backing" 127.0.0.2 "$backing" \
-                "disk: {on-io-error: detach}"
+                "disk: {$DISK_OPTIONS}"
             local haadm=("$HAADM" -c "$config" --node ha1 --run-dir "$run")
             "${haadm[@]}" create-md "$RESOURCE" >/dev/null
             on_cpu ha1
@@ -440,10 +456,11 @@ ha1_alone() {
 }
 
 # The resync benchmark on the started, synced pair in DIR; prints
-# "connect_ms resync_ms crossed_bytes copy_ms": the time from `haadm
-# connect` until both nodes are connected (handshake done), and until both
-# are UpToDate; the bytes ha1 sent as resync; the time of a plain copy of
-# the same amount.
+# "connect_ms resync_ms crossed_bytes copy_ms net_copy_ms": the time from
+# `haadm connect` until both nodes are connected (handshake done), and
+# until both are UpToDate; the bytes ha1 sent as resync; the time of a
+# plain copy of the same amount on ha1's filesystem, and across the link
+# to ha2's.
 run_resync() {
     local dir=$1 before after started connected
     lab_poll "$SYNC_TIMEOUT_MS" pair_in_sync || lab_fail "the pair is not in sync before the resync benchmark"
@@ -473,9 +490,45 @@ run_resync() {
     on_cpu ha1
     "${PIN[@]}" dd if="$dir/copy-source" of="$dir/copy-target" bs=1M conv=fsync status=none
     local copied=${EPOCHREALTIME/[.,]/}
-    rm -f "$dir/copy-source" "$dir/copy-target"
+    rm -f "$dir/copy-target"
+    local net_copy_ms
+    net_copy_ms=$(copy_across "$dir/copy-source")
+    rm -f "$dir/copy-source"
     echo "$(lab_ms_between "$started" "$connected") $(lab_ms_between "$started" "$resynced_us")" \
-        "$((after - before)) $(lab_ms_between "$copy_started" "$copied")"
+        "$((after - before)) $(lab_ms_between "$copy_started" "$copied") $net_copy_ms"
+}
+
+# Succeeds once something listens on TCP port PORT in HOST's namespace.
+listening() {
+    ip netns exec "${LAB_NAMESPACE[$1]}" ss -Hltn "sport = :$2" | grep -q .
+}
+
+# copy_across SOURCE: copies SOURCE (on ha1's filesystem, not cached) over
+# one TCP connection from ha1's namespace to a file beside ha2's backing
+# file, as the resync moves data (file to socket, socket to file), and
+# makes it durable there; prints the milliseconds that took.
+copy_across() {
+    local source=$1 target=$PAIR_DIR/net-copy-target port=7790 receiver
+    [[ $HA2_ON_TMPFS == yes ]] && target=$TMPFS_DIR/net-copy-target
+    settle "$(dirname "$source")"
+    on_cpu ha2
+    lab_spawn ha2 "$LAB_DIR/net-copy.log" "${PIN[@]}" socat -u "TCP-LISTEN:$port,reuseaddr" \
+        "OPEN:$target,creat,trunc"
+    receiver=$LAB_PID
+    lab_poll "$SOCKET_TIMEOUT_MS" listening ha2 "$port" ||
+        lab_fail "socat did not listen on ha2 (see $LAB_DIR/net-copy.log)"
+    local started=${EPOCHREALTIME/[.,]/}
+    on_cpu ha1
+    ip netns exec "${LAB_NAMESPACE[ha1]}" "${PIN[@]}" socat -u "OPEN:$source" \
+        "TCP:${LAB_ADDRESS[ha2]}:$port" ||
+        lab_fail "socat could not send the copy to ha2 (see $LAB_DIR/net-copy.log)"
+    wait "$receiver" || lab_fail "socat on ha2 failed (see $LAB_DIR/net-copy.log)"
+    sync "$target"
+    local copied=${EPOCHREALTIME/[.,]/}
+    [[ $(stat -c %s "$target") == $(stat -c %s "$source") ]] ||
+        lab_fail "the copy across the link is incomplete (see $LAB_DIR/net-copy.log)"
+    rm -f "$target"
+    lab_ms_between "$started" "$copied"
 }
 
 build_release
@@ -492,6 +545,7 @@ fi
 CPUS="all CPUs shared"
 [[ $CPU_PER_HOST == yes ]] && CPUS="one CPU per host (ha2 on CPU 1, the rest on CPU 0)"
 [[ $HA2_ON_TMPFS == yes ]] && CPUS+="; ha2's backing file on tmpfs"
+[[ $DISK_OPTIONS == *disk-timeout* ]] && CPUS+="; replicad with ${DISK_OPTIONS#*, }"
 echo "nbd.sh: ${runtime} s per job, ${backing_mib} MiB backing files, jobs over ${job_mib} MiB, resync of ${resync_mib} MiB, $CPUS"
 
 lab_up ha1 ha2
@@ -518,9 +572,10 @@ for storage in "${STORAGES[@]}"; do
         done
         if [[ $server == replicated && $RUN_RESYNC == yes ]]; then
             RESYNC[$storage]=$(run_resync "$dir")
-            read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]:-}"
+            read -r connect_ms resync_ms crossed copy_ms net_copy_ms <<<"${RESYNC[$storage]:-}"
             echo "nbd.sh: $storage resync of ${resync_mib} MiB: connected after $connect_ms ms," \
-                "both UpToDate after $resync_ms ms, $crossed bytes resynced; plain copy $copy_ms ms"
+                "both UpToDate after $resync_ms ms, $crossed bytes resynced; plain copy $copy_ms ms," \
+                "across the link $net_copy_ms ms"
         fi
         detach_block_device
         stop_server
@@ -564,17 +619,19 @@ done
 if ((${#RESYNC[@]} > 0)); then
     echo
     echo "Resync of ${resync_mib} MiB written on ha1 while ha2 was disconnected (c-max-rate: 0, connect-int: 2);" \
-        "time from \`haadm connect\` on ha2 until both UpToDate; copy = dd of a ${resync_mib} MiB file, fsync at the end"
+        "time from \`haadm connect\` on ha2 until both UpToDate; copy = dd of a ${resync_mib} MiB file, fsync at the end;" \
+        "link copy = the same file from ha1 to ha2 over one TCP connection (socat), fsync at the end"
     echo
     echo "(resync MiB/s counts from \`haadm connect\`, handshake included; \"after connect\" from the moment both are connected)"
     echo
-    echo "| storage | connected ms | UpToDate ms | resync MiB/s | after connect MiB/s | bytes resynced / dirtied | copy ms | copy MiB/s | resync/copy | after connect/copy |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| storage | connected ms | UpToDate ms | resync MiB/s | after connect MiB/s | bytes resynced / dirtied | copy MiB/s | link copy MiB/s | resync/copy | after connect/copy | after connect/link copy |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for storage in "${STORAGES[@]}"; do
-        read -r connect_ms resync_ms crossed copy_ms <<<"${RESYNC[$storage]:-}"
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$storage" "$connect_ms" "$resync_ms" \
+        read -r connect_ms resync_ms crossed copy_ms net_copy_ms <<<"${RESYNC[$storage]:-}"
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$storage" "$connect_ms" "$resync_ms" \
             "$(mib_per_s "$resync_mib" "$resync_ms")" "$(mib_per_s "$resync_mib" $((resync_ms - connect_ms)))" \
-            "$(ratio "$crossed" $((resync_mib << 20)))" "$copy_ms" "$(mib_per_s "$resync_mib" "$copy_ms")" \
-            "$(ratio "$copy_ms" "$resync_ms")" "$(ratio "$copy_ms" $((resync_ms - connect_ms)))"
+            "$(ratio "$crossed" $((resync_mib << 20)))" "$(mib_per_s "$resync_mib" "$copy_ms")" \
+            "$(mib_per_s "$resync_mib" "$net_copy_ms")" "$(ratio "$copy_ms" "$resync_ms")" \
+            "$(ratio "$copy_ms" $((resync_ms - connect_ms)))" "$(ratio "$net_copy_ms" $((resync_ms - connect_ms)))"
     done
 fi

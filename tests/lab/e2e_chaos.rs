@@ -30,24 +30,32 @@
 //!   replication link, fencing).
 //! - `MasterDiskFails`: the MASTER's backing store starts failing with EIO
 //!   under load. The pair then runs on [`FailingDisk`]s (nbdkit's error
-//!   filter, metadata external) instead of plain files. With `on-io-error
-//!   detach` the Primary must become Diskless and keep serving through the
-//!   peer, uploads still being stored, without a failover. The operator's
+//!   and pause filters, metadata external) instead of plain files, with
+//!   `disk-timeout` [`DISK_TIMEOUT`]. With `on-io-error detach` the Primary
+//!   must become Diskless and keep serving through the peer, uploads still
+//!   being stored, without a failover. The operator's
 //!   repair: a switchover away from the Diskless node (its vrrpd stopped,
 //!   so that its demote hook unmounts and demotes it), `haadm down`, the
 //!   disk repaired, `haadm up` (it attaches and resyncs as SyncTarget),
 //!   vrrpd started again; the next rounds run on the repaired disk.
+//! - `MasterDiskHangs`: the same with a backing store that stops answering
+//!   (requests wait, no error): `disk-timeout` must give it up, and the
+//!   rest goes as for a failing one.
 //! - `BackupDiskFails`: the BACKUP's backing store fails under load; with
 //!   `on-io-error detach` the Secondary goes Diskless and the Primary sees
 //!   it so (no failover would take that copy for UpToDate), then `haadm
 //!   down`, the disk mended, `haadm up` resync it.
 //! - `BackupDiskHangs`: the BACKUP's backing store stops answering under
-//!   load (nbdkit's pause filter: requests wait, no error). The Primary
-//!   must go on without the peer: it cuts it off after `ko-count` ×
-//!   `timeout`, or drops it sooner when the BACKUP stops answering pings
-//!   (its small mirrored writes, done on its async threads, block them
-//!   too). Once the disk answers again the pair resyncs (after `haadm
-//!   connect` on the Primary if it left the link StandAlone).
+//!   load (nbdkit's pause filter: requests wait, no error). The BACKUP
+//!   must give it up after `disk-timeout` (Diskless) and the Primary go on
+//!   without it; the Primary may also drop the link first, when a mirrored
+//!   write overlapping one that hangs holds up the BACKUP's receive loop
+//!   and with it the pings. Once the disk answers again, `haadm down` and
+//!   `up` on the BACKUP resync it (after `haadm connect` on the Primary if
+//!   it left the link StandAlone). Without `disk-timeout` (the default)
+//!   the Primary cuts such a peer off after `ko-count` × `timeout`; the
+//!   lab test `a_secondary_whose_disk_hangs_is_cut_off_after_ko_count`
+//!   covers that.
 //!
 //! The schedule is a sequence of seeded shuffles of the fault kinds, cut to
 //! the number of faults: the short CI run (the default) is one shuffle, so
@@ -78,6 +86,7 @@ use hapair_lab::storage_pair::{
     project_hooks, set_link, wait_for,
 };
 use hapair_lab::{RESOURCE, lab_lock, require_root};
+use serde_json::Value;
 
 const WRITE_PAUSE: Duration = Duration::from_millis(50);
 const WRITES_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,9 +94,10 @@ const WRITES_TIMEOUT: Duration = Duration::from_secs(60);
 /// the next write meets the error.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a Primary may wait for a peer whose disk hangs: `ko-count`
-/// (7) × `timeout` (2.5 s) and then some.
-const HANG_NOTICED_TIMEOUT: Duration = Duration::from_secs(40);
+/// The pair's `disk-timeout` when it runs on failing disks: shorter than
+/// `ko-count` × `timeout` (7 × 2.5 s), so that a BACKUP whose disk hangs
+/// gives it up itself.
+const DISK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The faults the schedule picks from; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,9 +111,10 @@ enum Fault {
     MasterDiskFails,
     BackupDiskFails,
     BackupDiskHangs,
+    MasterDiskHangs,
 }
 
-const FAULTS: [Fault; 9] = [
+const FAULTS: [Fault; 10] = [
     Fault::KillMasterHost,
     Fault::Switchover,
     Fault::KillBackupReplicad,
@@ -113,6 +124,7 @@ const FAULTS: [Fault; 9] = [
     Fault::MasterDiskFails,
     Fault::BackupDiskFails,
     Fault::BackupDiskHangs,
+    Fault::MasterDiskHangs,
 ];
 
 /// xorshift64*: a small, seedable generator; the schedule must replay
@@ -211,13 +223,18 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_upload() {
         "chaos: seed {seed} (replay with HAPAIR_CHAOS_SEED={seed}), {count} faults: {faults:?}"
     );
     let started = Instant::now();
+    let failing_disks = faults.iter().any(|fault| {
+        matches!(
+            fault,
+            Fault::MasterDiskFails
+                | Fault::BackupDiskFails
+                | Fault::BackupDiskHangs
+                | Fault::MasterDiskHangs
+        )
+    });
     let mut pair = StoragePair::new(StorageOptions {
-        failing_disks: faults.iter().any(|fault| {
-            matches!(
-                fault,
-                Fault::MasterDiskFails | Fault::BackupDiskFails | Fault::BackupDiskHangs
-            )
-        }),
+        failing_disks,
+        disk_timeout: failing_disks.then_some(DISK_TIMEOUT),
         ..StorageOptions::new(project_hooks())
     });
     pair.start_service();
@@ -269,9 +286,18 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_upload() {
                 };
                 cut_replication(&pair, &writer, master, cut, round);
             }
-            Fault::MasterDiskFails => fail_master_disk(&mut pair, &writer, master, round),
-            Fault::BackupDiskFails => fail_backup_disk(&pair, &writer, backup, round),
-            Fault::BackupDiskHangs => hang_backup_disk(&pair, &writer, backup, round),
+            Fault::MasterDiskFails => {
+                master_disk_trouble(&mut pair, &writer, master, round, Trouble::Fails)
+            }
+            Fault::MasterDiskHangs => {
+                master_disk_trouble(&mut pair, &writer, master, round, Trouble::Hangs)
+            }
+            Fault::BackupDiskFails => {
+                backup_disk_trouble(&pair, &writer, backup, round, Trouble::Fails)
+            }
+            Fault::BackupDiskHangs => {
+                backup_disk_trouble(&pair, &writer, backup, round, Trouble::Hangs)
+            }
         }
         pair.wait_until_in_sync();
         pair.wait_until_serving(&format!("round {round}: after healing"));
@@ -411,22 +437,76 @@ fn connection_losses(host: &StorageHost) -> usize {
         .count()
 }
 
-/// `MasterDiskFails`: see the module docs.
-fn fail_master_disk(pair: &mut StoragePair, writer: &Writer, master: usize, round: usize) {
+/// How a disk goes wrong, and right again.
+#[derive(Clone, Copy, Debug)]
+enum Trouble {
+    /// Every request fails with EIO.
+    Fails,
+    /// Requests wait, with no answer.
+    Hangs,
+}
+
+impl Trouble {
+    fn start(self, disk: &FailingDisk) {
+        disk.evict_cache();
+        match self {
+            Trouble::Fails => disk.fail(),
+            Trouble::Hangs => disk.pause(),
+        }
+    }
+
+    fn end(self, disk: &FailingDisk) {
+        match self {
+            Trouble::Fails => disk.heal(),
+            Trouble::Hangs => disk.resume(),
+        }
+    }
+
+    /// Whether the Primary's view of its peer's disk (`peer.disk`) shows
+    /// that it stopped counting on a peer whose disk went wrong this way:
+    /// Diskless for a failing disk; for one that hangs, also DUnknown (the
+    /// Primary may have dropped the link first, see the module docs).
+    fn primary_sees(self, peer_disk: &Value) -> bool {
+        match self {
+            Trouble::Fails => peer_disk == "Diskless",
+            Trouble::Hangs => peer_disk != "UpToDate",
+        }
+    }
+
+    /// Whether `host`, Diskless now, saw its disk go wrong this way.
+    fn was_seen(self, host: &StorageHost) -> bool {
+        match self {
+            Trouble::Fails => host
+                .failing_disk()
+                .is_some_and(FailingDisk::has_failed_requests),
+            Trouble::Hangs => host.node.daemon().log().contains("within disk-timeout"),
+        }
+    }
+}
+
+/// `MasterDiskFails` and `MasterDiskHangs`: see the module docs.
+fn master_disk_trouble(
+    pair: &mut StoragePair,
+    writer: &Writer,
+    master: usize,
+    round: usize,
+    trouble: Trouble,
+) {
     let backup = 3 - master;
     let failed_uploads = writer.failed().len();
-    let disk = failing_disk(pair, master);
-    disk.evict_cache();
-    disk.fail();
+    trouble.start(failing_disk(pair, master));
     wait_for(
-        &format!("round {round}: h{master} to detach its failing disk (on-io-error detach)"),
+        &format!(
+            "round {round}: h{master} to detach its disk that {trouble:?} (on-io-error detach)"
+        ),
         DETACH_TIMEOUT,
         || disk_state(pair.host(master)).as_deref() == Some("Diskless"),
     );
     assert!(
-        failing_disk(pair, master).has_failed_requests(),
-        "round {round}: h{master} went Diskless, but its disk failed no request:\n{}",
-        failing_disk(pair, master).disk.server_log()
+        trouble.was_seen(pair.host(master)),
+        "round {round}: h{master} went Diskless, but not because its disk {trouble:?}:\n{}\n{}",
+        failing_disk(pair, master).disk.server_log(),
+        pair.host(master).node.daemon().log()
     );
     // Diskless, the Primary keeps serving through the peer.
     writer.wait_for_more(5, WRITES_TIMEOUT);
@@ -457,7 +537,7 @@ fn fail_master_disk(pair: &mut StoragePair, writer: &Writer, master: usize, roun
     assert_eq!(serving, backup, "round {round}: h{backup} took over");
     let node = &pair.host(master).node;
     node.haadm(&["down", RESOURCE]).expect_code(0);
-    failing_disk(pair, master).heal();
+    trouble.end(failing_disk(pair, master));
     pair.host(master)
         .node
         .haadm(&["up", RESOURCE])
@@ -467,20 +547,26 @@ fn fail_master_disk(pair: &mut StoragePair, writer: &Writer, master: usize, roun
     wait_for_backup(pair, master);
 }
 
-/// `BackupDiskFails`: the BACKUP's backing store fails under load. With
-/// `on-io-error detach` the Secondary must become Diskless (it cannot
-/// take the peer's writes any more), the Primary must see it so and keep
-/// serving, and `haadm down`, the disk mended, `haadm up` must resync it.
-fn fail_backup_disk(pair: &StoragePair, writer: &Writer, backup: usize, round: usize) {
+/// `BackupDiskFails` and `BackupDiskHangs`: the BACKUP's backing store
+/// fails or hangs under load. With `on-io-error detach` (and, for a disk
+/// that hangs, `disk-timeout`) the Secondary must become Diskless (it
+/// cannot take the peer's writes any more), the Primary must stop counting
+/// on it and keep serving, and `haadm down`, the disk mended, `haadm up`
+/// must resync it.
+fn backup_disk_trouble(
+    pair: &StoragePair,
+    writer: &Writer,
+    backup: usize,
+    round: usize,
+    trouble: Trouble,
+) {
     let master = 3 - backup;
     let disk = failing_disk(pair, backup);
-    disk.evict_cache();
-    disk.fail();
-    writer.wait_for_more(3, WRITES_TIMEOUT);
+    trouble.start(disk);
     wait_for(
         &format!(
-            "round {round}: h{backup}, whose disk fails, to detach it (on-io-error detach) and \
-             h{master} to see it Diskless"
+            "round {round}: h{backup}, whose disk {trouble:?}, to detach it (on-io-error \
+             detach) and h{master} to go on without it"
         ),
         DETACH_TIMEOUT,
         || {
@@ -488,37 +574,18 @@ fn fail_backup_disk(pair: &StoragePair, writer: &Writer, backup: usize, round: u
                 && pair
                     .host(master)
                     .status()
-                    .is_some_and(|status| status["peer"]["disk"] == "Diskless")
+                    .is_some_and(|status| trouble.primary_sees(&status["peer"]["disk"]))
         },
     );
     assert!(
-        disk.has_failed_requests(),
-        "round {round}: h{backup} went Diskless, but its disk failed no request"
+        trouble.was_seen(pair.host(backup)),
+        "round {round}: h{backup} went Diskless, but not because its disk {trouble:?}"
     );
     writer.wait_for_more(3, WRITES_TIMEOUT);
+    trouble.end(disk);
     let node = &pair.host(backup).node;
     node.haadm(&["down", RESOURCE]).expect_code(0);
-    disk.heal();
     node.haadm(&["up", RESOURCE]).expect_code(0);
-    pair.wait_until_in_sync();
-}
-
-/// `BackupDiskHangs`: see the module docs.
-fn hang_backup_disk(pair: &StoragePair, writer: &Writer, backup: usize, round: usize) {
-    let master = 3 - backup;
-    let disk = failing_disk(pair, backup);
-    disk.pause();
-    wait_for(
-        &format!("round {round}: h{master} to go on without h{backup}, whose disk hangs"),
-        HANG_NOTICED_TIMEOUT,
-        || {
-            pair.host(master)
-                .status()
-                .is_some_and(|status| status["peer"]["connection"] != "Connected")
-        },
-    );
-    writer.wait_for_more(3, WRITES_TIMEOUT);
-    disk.resume();
     let node = &pair.host(master).node;
     if node.status()["peer"]["connection"] == "StandAlone" {
         node.haadm(&["connect", RESOURCE]).expect_code(0);
