@@ -48,9 +48,9 @@
 # resync rate; it is set against two plain copies of a file of the same
 # size, each with an fsync at the end: `dd` to a second file on the same
 # filesystem, and across the link (socat on ha1 reading the file into one
-# TCP connection, socat on ha2 writing it beside ha2's backing file), the
-# path a resync takes. The pair's configuration
-# sets `c-max-rate: 0` (no ceiling on the resync rate; the default caps it
+# TCP connection, socat on ha2 writing it beside ha2's backing file, in
+# 1 MiB reads and writes), the path a resync takes. The pair's
+# configuration sets `c-max-rate: 0` (no ceiling on the resync rate; the default caps it
 # at 100 MiB/s) and `connect-int: 2` (ha1 retries the connection every
 # 2 s instead of every 10 s; `timeout: 15`, 1.5 s, must be shorter).
 #
@@ -512,14 +512,14 @@ copy_across() {
     [[ $HA2_ON_TMPFS == yes ]] && target=$TMPFS_DIR/net-copy-target
     settle "$(dirname "$source")"
     on_cpu ha2
-    lab_spawn ha2 "$LAB_DIR/net-copy.log" "${PIN[@]}" socat -u "TCP-LISTEN:$port,reuseaddr" \
+    lab_spawn ha2 "$LAB_DIR/net-copy.log" "${PIN[@]}" socat -b 1048576 -u "TCP-LISTEN:$port,reuseaddr" \
         "OPEN:$target,creat,trunc"
     receiver=$LAB_PID
     lab_poll "$SOCKET_TIMEOUT_MS" listening ha2 "$port" ||
         lab_fail "socat did not listen on ha2 (see $LAB_DIR/net-copy.log)"
     local started=${EPOCHREALTIME/[.,]/}
     on_cpu ha1
-    ip netns exec "${LAB_NAMESPACE[ha1]}" "${PIN[@]}" socat -u "OPEN:$source" \
+    ip netns exec "${LAB_NAMESPACE[ha1]}" "${PIN[@]}" socat -b 1048576 -u "OPEN:$source" \
         "TCP:${LAB_ADDRESS[ha2]}:$port" ||
         lab_fail "socat could not send the copy to ha2 (see $LAB_DIR/net-copy.log)"
     wait "$receiver" || lab_fail "socat on ha2 failed (see $LAB_DIR/net-copy.log)"

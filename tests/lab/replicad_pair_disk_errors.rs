@@ -20,7 +20,9 @@ use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hapair_lab::{RESOURCE, lab_lock, path_arg, program, read_file_range, require_root};
+use hapair_lab::{
+    RESOURCE, ReplicadNode, lab_lock, path_arg, program, read_file_range, require_root,
+};
 
 use crate::replicad_disk_errors::FailingDisk;
 use crate::replicad_pair_kit::{
@@ -512,4 +514,63 @@ fn a_secondary_whose_disk_hangs_detaches_after_disk_timeout() {
     pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
     pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
     assert_ha2_caught_up(&pair, &disk.disk.file(), before_resync);
+}
+
+/// A Secondary whose disk stalls for a while, shorter than `ko-count` ×
+/// `timeout`, is waited for, not dropped: while its disk holds a mirrored
+/// write and a barrier (a FLUSH from another client) waits behind it, it
+/// still answers the Primary's pings, so the link stays up and nothing
+/// needs a resync afterwards. (A receive loop that waited for the disk
+/// before reading the next message left the pings unread, and the
+/// Primary dropped the link after `timeout` + `ping-timeout`.)
+#[test]
+fn a_secondary_whose_disk_stalls_keeps_its_link() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    const STALL: Duration = Duration::from_secs(5);
+    let disk = FailingDisk::start();
+    let pair = synced_pair(&Extras {
+        ha2_disk: Some(disk.disk.file()),
+        ..Extras::default()
+    });
+    write_pattern(&pair.ha1, &BEFORE, 0xa1);
+    let resynced_before = resynced_bytes(&pair.ha1);
+    let losses = |node: &ReplicadNode| node.daemon().log().matches(" lost: ").count();
+    let (ha1_losses, ha2_losses) = (losses(&pair.ha1), losses(&pair.ha2));
+
+    disk.pause();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_pattern(&pair.ha1, &AFTER, 0xb2));
+        let flusher = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            qemu_io(&pair.ha1, &["flush".to_string()]);
+        });
+        std::thread::sleep(STALL);
+        disk.resume();
+        writer.join().expect("the write ends");
+        flusher.join().expect("the flush ends");
+    });
+    let waited = started.elapsed();
+    assert!(
+        waited >= STALL - Duration::from_millis(500),
+        "the write waited for the stalled disk: {waited:?}"
+    );
+    let ha1 = pair.ha1.status();
+    assert!(in_sync(&ha1), "the link stayed up and in sync: {ha1}");
+    assert_eq!(
+        (losses(&pair.ha1), losses(&pair.ha2)),
+        (ha1_losses, ha2_losses),
+        "no connection was lost:\n{}\n{}",
+        pair.ha1.daemon().log(),
+        pair.ha2.daemon().log()
+    );
+    assert_eq!(
+        resynced_bytes(&pair.ha1),
+        resynced_before,
+        "nothing resynced"
+    );
+    assert!(holds(&disk.disk.file(), &AFTER, 0xb2), "ha2 has the write");
 }

@@ -1,11 +1,12 @@
 //! Getting a connection to the peer: listening, dialing, knocking, the
 //! parallel handshakes of accepted connections, authentication and
-//! Settings; and the connection itself: [`Wire`] (receiving) and the
-//! writer task that sends frames.
+//! Settings; and the connection itself: [`Wire`], with the reader task
+//! that receives messages (and answers Pings at once) and the writer task
+//! that sends frames.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -124,13 +125,20 @@ pub(super) async fn dial(address: SocketAddr) -> std::io::Result<TcpStream> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
-/// The receiving half of a connection with its decoder; sending goes
-/// through the writer task's queue.
+/// A connection as its owner sees it: the messages the reader task
+/// received, in order, and the writer task's queue for sending.
 pub(super) struct Wire {
-    pub(super) reader: OwnedReadHalf,
-    pub(super) decoder: FrameDecoder,
+    inbox: mpsc::UnboundedReceiver<Result<Message, String>>,
     pub(super) out: mpsc::UnboundedSender<Frame>,
-    pub(super) last_received: Instant,
+    /// When the reader task last received a message.
+    heard: Arc<Mutex<Instant>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Wire {
@@ -138,24 +146,18 @@ impl Wire {
         let _ = self.out.send(frame(message));
     }
 
-    /// The next message; cancel-safe (bytes read are kept in the decoder).
+    /// The next message, or why there is none; cancel-safe.
     pub(super) async fn receive(&mut self) -> Result<Message, String> {
-        loop {
-            if let Some(decoded) = self.decoder.next() {
-                self.last_received = Instant::now();
-                return decoded.map_err(|wire_error| wire_error.to_string());
-            }
-            match self.reader.read_buf(self.decoder.receive_buffer()).await {
-                Ok(0) => {
-                    return Err(match self.decoder.finish() {
-                        Ok(()) => "the peer closed the connection".to_string(),
-                        Err(wire_error) => wire_error.to_string(),
-                    });
-                }
-                Ok(_) => {}
-                Err(read_error) => return Err(format!("reading from the peer: {read_error}")),
-            }
-        }
+        self.inbox
+            .recv()
+            .await
+            .unwrap_or_else(|| Err("the connection's reader ended".into()))
+    }
+
+    /// When the last message arrived, also one not yet taken with
+    /// [`Self::receive`].
+    pub(super) fn last_heard(&self) -> Instant {
+        *self.heard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) async fn receive_within(&mut self, limit: Duration) -> Result<Message, String> {
@@ -186,13 +188,61 @@ pub(super) fn open(stream: TcpStream) -> Opened {
         }
         let _ = writer_half.shutdown().await;
     });
-    let wire = Wire {
+    let (inbox_sender, inbox) = mpsc::unbounded_channel();
+    let heard = Arc::new(Mutex::new(Instant::now()));
+    let reader = tokio::spawn(read_messages(
         reader,
-        decoder: FrameDecoder::new(),
+        out.clone(),
+        inbox_sender,
+        Arc::clone(&heard),
+    ));
+    let wire = Wire {
+        inbox,
         out,
-        last_received: Instant::now(),
+        heard,
+        reader,
     };
     Opened { wire, writer }
+}
+
+/// The reader task: receives and decodes the peer's messages and passes
+/// them on in order, until the connection ends (its last item says why).
+/// A Ping it answers itself, at once, before passing it on: the owner may
+/// be busy with the disk for a while (a barrier's flush, a range that a
+/// write that hangs holds), and a slow disk is `ko-count`'s business, not
+/// `ping-timeout`'s (DRBD, too, answers pings apart from its receiver).
+/// What it passes on waits in memory until taken: as much as the peer has
+/// sent and not had acknowledged.
+async fn read_messages(
+    mut reader: OwnedReadHalf,
+    out: mpsc::UnboundedSender<Frame>,
+    inbox: mpsc::UnboundedSender<Result<Message, String>>,
+    heard: Arc<Mutex<Instant>>,
+) {
+    let mut decoder = FrameDecoder::new();
+    loop {
+        for decoded in decoder.by_ref() {
+            *heard.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            let decoded = decoded.map_err(|wire_error| wire_error.to_string());
+            if matches!(decoded, Ok(Message::Ping)) {
+                let _ = out.send(frame(Message::PingAck));
+            }
+            let failed = decoded.is_err();
+            if inbox.send(decoded).is_err() || failed {
+                return;
+            }
+        }
+        let ended = match reader.read_buf(decoder.receive_buffer()).await {
+            Ok(0) => match decoder.finish() {
+                Ok(()) => "the peer closed the connection".to_string(),
+                Err(wire_error) => wire_error.to_string(),
+            },
+            Ok(_) => continue,
+            Err(read_error) => format!("reading from the peer: {read_error}"),
+        };
+        let _ = inbox.send(Err(ended));
+        return;
+    }
 }
 
 /// Sends what is queued, then closes.
@@ -328,4 +378,34 @@ pub(super) async fn handshake(context: &LinkContext, wire: &mut Wire) -> Result<
 
 fn integrity_name(algorithm: Option<DigestAlgorithm>) -> String {
     algorithm.map_or("none".into(), |a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two ends of a TCP connection on loopback, each opened.
+    async fn connected() -> (Opened, Opened) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
+        (open(dialed.unwrap()), open(accepted.unwrap().0))
+    }
+
+    #[tokio::test]
+    async fn a_ping_is_answered_while_the_owner_takes_no_message() {
+        let (mut peer, mut busy) = connected().await;
+        let before = busy.wire.last_heard();
+        peer.wire.send(Message::Ping);
+        let answer = peer.wire.receive_within(Duration::from_secs(5)).await;
+        assert!(matches!(answer, Ok(Message::PingAck)), "{answer:?}");
+        assert!(busy.wire.last_heard() > before, "the Ping was heard");
+        // The owner still gets everything, in order.
+        peer.wire.send(Message::PingAck);
+        assert!(matches!(busy.wire.receive().await, Ok(Message::Ping)));
+        assert!(matches!(busy.wire.receive().await, Ok(Message::PingAck)));
+        drop(peer);
+        let ended = busy.wire.receive().await;
+        assert_eq!(ended.unwrap_err(), "the peer closed the connection");
+    }
 }

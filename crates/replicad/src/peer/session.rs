@@ -540,9 +540,13 @@ impl<'a> Connected<'a> {
                 split_brain: false,
             });
         }
-        let silent = wire.last_received.elapsed();
+        let heard = wire.last_heard();
+        let silent = heard.elapsed();
         if let Some(sent) = self.ping_sent {
-            if sent.elapsed() > net.ping_timeout {
+            if heard >= sent {
+                // Answered: the answer waits behind messages not yet taken.
+                self.ping_sent = None;
+            } else if sent.elapsed() > net.ping_timeout {
                 return Err(Ended::Retry(format!(
                     "PingAck did not arrive within ping-timeout {:?} (nothing heard for {silent:?})",
                     net.ping_timeout
@@ -573,8 +577,8 @@ impl<'a> Connected<'a> {
     async fn handle(&mut self, wire: &Wire, message: Message) -> Result<(), Ended> {
         let context = self.context;
         match message {
-            Message::Ping => wire.send(Message::PingAck),
-            Message::PingAck => {}
+            // The connection's reader answered the Ping already.
+            Message::Ping | Message::PingAck => {}
             Message::State(state) => self.on_state(wire, state)?,
             Message::Write(write) => self.on_write(wire, write).await?,
             Message::Barrier { epoch, writes } => self.on_barrier(wire, epoch, writes).await?,
