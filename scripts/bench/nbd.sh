@@ -55,8 +55,10 @@
 # 2 s instead of every 10 s; `timeout: 15`, 1.5 s, must be shorter).
 #
 # It ends with Markdown tables (MiB/s, IOPS, mean and p99 completion
-# latency, ratios replicated/replicad and replicad/nbdkit; resync against
-# the copy); docs/BENCHMARKS.md explains the method and keeps results.
+# latency, ratios replicated/replicad and replicad/nbdkit; how busy the
+# CPUs were during each job and the CPU time per MiB moved, from
+# /proc/stat; resync against the copies); docs/BENCHMARKS.md explains the
+# method and keeps results.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/lab.sh disable=SC1091
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/lab.sh"
@@ -414,17 +416,43 @@ set_fio_target() {
 # Runs one fio job against the started server; prints
 # "MiB/s IOPS mean_us p99_us" (completion latency).
 run_job() {
-    local rw=$2 block_size=$3 iodepth=$4 output=$LAB_DIR/fio.json
+    local rw=$2 block_size=$3 iodepth=$4 output=$LAB_DIR/fio.json cpu_before
     set_fio_target
     on_cpu ha1
+    cpu_before=$(cpu_jiffies)
     "${PIN[@]}" fio --name="$1" "${FIO_TARGET[@]}" --rw="$rw" --bs="$block_size" --iodepth="$iodepth" \
         --size="${job_mib}M" --runtime="$runtime" --time_based --randrepeat=0 \
         --output-format=json --output="$output" >/dev/null ||
         lab_fail "fio job $1 failed against $URI (see $output)"
     local direction=write
     [[ $rw == read ]] && direction="read"
+    local cpu_after moved_mib
+    cpu_after=$(cpu_jiffies)
+    moved_mib=$(jq -r --arg d "$direction" '.jobs[0][$d].io_bytes / 1048576' "$output")
     jq -r --arg d "$direction" '.jobs[0][$d] |
-        "\(.bw_bytes / 1048576) \(.iops) \(.clat_ns.mean / 1000) \(.clat_ns.percentile["99.000000"] / 1000)"' "$output"
+        "\(.bw_bytes / 1048576) \(.iops) \(.clat_ns.mean / 1000) \(.clat_ns.percentile["99.000000"] / 1000)"' \
+        "$output" | tr '\n' ' '
+    cpu_use "$cpu_before" "$cpu_after" "$moved_mib"
+}
+
+# The machine's CPU time so far, in clock ticks: "busy total" (busy:
+# user, nice, system, irq, softirq and steal; total adds idle and iowait),
+# from the first line of /proc/stat.
+cpu_jiffies() {
+    awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat
+}
+
+# cpu_use "BUSY TOTAL" "BUSY TOTAL" MIB: between the two readings, the
+# share of all CPUs that was busy (%) and the CPU time per MiB moved (ms),
+# all processes and the kernel together.
+cpu_use() {
+    local tick
+    tick=$(getconf CLK_TCK)
+    awk -v before="$1" -v after="$2" -v mib="$3" -v tick="$tick" 'BEGIN {
+        split(before, b, " "); split(after, a, " ")
+        busy = a[1] - b[1]; total = a[2] - b[2]
+        printf "%.0f %.2f\n", total > 0 ? 100 * busy / total : 0, mib > 0 ? busy * 1000 / tick / mib : 0
+    }'
 }
 
 # settle DIR: writes out what is dirty on DIR's filesystem and drops the
@@ -566,9 +594,9 @@ for storage in "${STORAGES[@]}"; do
             # Every job starts with nothing dirty and nothing cached.
             settle "$dir"
             RESULT[$storage,$server,$name]=$(run_job "$name" "$rw" "$block_size" "$iodepth")
-            read -r mib iops mean p99 <<<"${RESULT[$storage,$server,$name]}"
-            printf "nbd.sh: %-5s %-10s %-18s %8.1f MiB/s %8.0f IOPS  mean %6.0f µs  p99 %6.0f µs\n" \
-                "$storage" "$server" "$name" "$mib" "$iops" "$mean" "$p99"
+            read -r mib iops mean p99 busy cpu_ms <<<"${RESULT[$storage,$server,$name]}"
+            printf "nbd.sh: %-5s %-10s %-18s %8.1f MiB/s %8.0f IOPS  mean %6.0f µs  p99 %6.0f µs  CPUs %3d%% busy, %5.2f CPU-ms/MiB\n" \
+                "$storage" "$server" "$name" "$mib" "$iops" "$mean" "$p99" "$busy" "$cpu_ms"
         done
         if [[ $server == replicated && $RUN_RESYNC == yes ]]; then
             RESYNC[$storage]=$(run_resync "$dir")
@@ -608,12 +636,27 @@ for storage in "${STORAGES[@]}"; do
     for job in "${JOBS[@]}"; do
         read -r name rw _ <<<"$job"
         [[ $rw == randwrite ]] || continue
-        read -r _ _ p_mean p_p99 <<<"${RESULT[$storage,replicated,$name]:-}"
-        read -r _ _ r_mean r_p99 <<<"${RESULT[$storage,replicad,$name]:-}"
-        read -r _ _ k_mean k_p99 <<<"${RESULT[$storage,nbdkit,$name]:-}"
+        read -r _ _ p_mean p_p99 _ <<<"${RESULT[$storage,replicated,$name]:-}"
+        read -r _ _ r_mean r_p99 _ <<<"${RESULT[$storage,replicad,$name]:-}"
+        read -r _ _ k_mean k_p99 _ <<<"${RESULT[$storage,nbdkit,$name]:-}"
         printf "| %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s |\n" \
             "$storage" "$name" "$p_mean" "$r_mean" "$k_mean" "$p_p99" "$r_p99" "$k_p99" \
             "$(ratio "$p_mean" "$r_mean")" "$(ratio "$p_p99" "$r_p99")"
+    done
+done
+echo
+echo "CPU: the share of all CPUs busy during the job, and the CPU time per MiB moved (every process and the kernel)"
+echo
+echo "| storage | job | repl busy % | alone busy % | nbdkit busy % | repl CPU-ms/MiB | alone CPU-ms/MiB | nbdkit CPU-ms/MiB | repl/alone CPU per MiB |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+for storage in "${STORAGES[@]}"; do
+    for job in "${JOBS[@]}"; do
+        read -r name _ <<<"$job"
+        read -r _ _ _ _ p_busy p_cpu <<<"${RESULT[$storage,replicated,$name]:-}"
+        read -r _ _ _ _ r_busy r_cpu <<<"${RESULT[$storage,replicad,$name]:-}"
+        read -r _ _ _ _ k_busy k_cpu <<<"${RESULT[$storage,nbdkit,$name]:-}"
+        printf "| %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %s |\n" \
+            "$storage" "$name" "$p_busy" "$r_busy" "$k_busy" "$p_cpu" "$r_cpu" "$k_cpu" "$(ratio "$p_cpu" "$r_cpu")"
     done
 done
 if ((${#RESYNC[@]} > 0)); then
