@@ -255,6 +255,19 @@ fn a_primary_whose_disk_hangs_detaches_after_disk_timeout() {
     assert_eq!(ha1["disk"], "Diskless", "{ha1}");
     assert_eq!(ha1["role"], "Primary", "{ha1}");
     assert_eq!(ha1["peer"]["disk"], "UpToDate", "{ha1}");
+    assert!(
+        ha1["disk_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("within disk-timeout (2.0 s)")),
+        "status says why: {ha1}"
+    );
+    let check = pair.ha1.haadm(&["check"]);
+    assert_eq!(check.code(), Some(2), "CRITICAL: {}", check.stdout);
+    assert!(
+        check.stdout.contains("r0: Diskless: ") && check.stdout.contains("disk-timeout"),
+        "{}",
+        check.stdout
+    );
     let ha2 = pair.ha2.status();
     assert_eq!(ha2["disk"], "UpToDate", "{ha2}");
     assert_eq!(ha2["peer"]["disk"], "Diskless", "{ha2}");

@@ -248,7 +248,12 @@ fn assess_resource(r: &ResourceStatus, findings: &mut Findings) {
         "UpToDate" => {}
         "Diskless" => findings.add(
             Status::Critical,
-            format!("{name}: Diskless, no local data (haadm up {name}, or see the disk's errors)"),
+            match &r.disk_error {
+                Some(error) => format!("{name}: Diskless: {error}"),
+                None => format!(
+                    "{name}: Diskless, no local data (haadm up {name}, or see the disk's errors)"
+                ),
+            },
         ),
         "Inconsistent" if !resyncing => findings.add(
             Status::Critical,
@@ -425,6 +430,7 @@ mod tests {
             name: "r0".into(),
             role: "Primary".into(),
             disk: "UpToDate".into(),
+            disk_error: None,
             size: 1 << 30,
             open_count: 1,
             out_of_sync: 0,
@@ -602,9 +608,15 @@ mod tests {
         let mut diskless = unlinked(healthy(), "StandAlone");
         diskless.role = "Secondary".into();
         diskless.disk = "Diskless".into();
-        let report = assess_one(diskless);
-        expect(&report, Status::Critical, "r0: Diskless");
+        let report = assess_one(diskless.clone());
+        expect(&report, Status::Critical, "r0: Diskless, no local data");
         assert_eq!(report.track_value, 1);
+        diskless.disk_error = Some("the backing disk did not complete a request".into());
+        expect(
+            &assess_one(diskless),
+            Status::Critical,
+            "r0: Diskless: the backing disk did not complete a request",
+        );
 
         let mut inconsistent = healthy();
         inconsistent.role = "Secondary".into();

@@ -119,6 +119,10 @@ pub struct ResourceStatus {
     pub role: String,
     /// `UpToDate`, `Consistent`, `Outdated`, `Inconsistent`, `Diskless`.
     pub disk: String,
+    /// Why the disk was detached (Diskless while up): the I/O error, or
+    /// the `disk-timeout` it did not answer within.
+    #[serde(default)]
+    pub disk_error: Option<String>,
     /// Usable size in bytes.
     pub size: u64,
     /// NBD clients connected now.

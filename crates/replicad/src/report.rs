@@ -138,6 +138,7 @@ mod tests {
             name: "r0".into(),
             role: role.into(),
             disk: disk.into(),
+            disk_error: None,
             size: 1 << 30,
             open_count: 0,
             out_of_sync: 0,

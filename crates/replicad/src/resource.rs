@@ -667,8 +667,15 @@ impl Resource {
     }
 
     pub fn status(&self) -> ResourceStatus {
-        let (role, disk, size, open_count, out_of_sync) = match &self.attached {
-            None => ("Secondary".to_string(), "Diskless".to_string(), 0, 0, 0),
+        let (role, disk, disk_error, size, open_count, out_of_sync) = match &self.attached {
+            None => (
+                "Secondary".to_string(),
+                "Diskless".to_string(),
+                None,
+                0,
+                0,
+                0,
+            ),
             Some(attached) => {
                 let role = match *lock(&attached.role) {
                     Role::Primary => "Primary",
@@ -683,6 +690,7 @@ impl Resource {
                 (
                     role.to_string(),
                     disk,
+                    attached.volume.detach_reason().map(str::to_owned),
                     attached.volume.size(),
                     attached.open.load(Ordering::SeqCst),
                     metadata.bitmap().dirty_bytes(),
@@ -693,6 +701,7 @@ impl Resource {
             name: self.name().to_string(),
             role,
             disk,
+            disk_error,
             size,
             open_count,
             out_of_sync,

@@ -43,8 +43,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
@@ -151,7 +150,8 @@ pub struct Volume {
     /// `disk-timeout`: how long a request to the backing disk is waited
     /// for before it counts as failed; `None` waits for ever.
     disk_timeout: Option<Duration>,
-    detached: AtomicBool,
+    /// Set once the disk is detached: the error that made it so.
+    detached: OnceLock<String>,
     /// The handlers, and the notices to the daemon.
     helpers: Arc<Helpers>,
 }
@@ -194,7 +194,7 @@ impl Volume {
             mirror,
             on_io_error: policy.on_io_error,
             disk_timeout: policy.disk_timeout,
-            detached: AtomicBool::new(false),
+            detached: OnceLock::new(),
             helpers,
         }
     }
@@ -204,7 +204,13 @@ impl Volume {
     }
 
     pub fn is_detached(&self) -> bool {
-        self.detached.load(Ordering::SeqCst)
+        self.detached.get().is_some()
+    }
+
+    /// Why the disk was detached (the I/O error, or the `disk-timeout`),
+    /// once it is.
+    pub fn detach_reason(&self) -> Option<&str> {
+        self.detached.get().map(String::as_str)
     }
 
     /// Makes everything written so far durable.
@@ -627,7 +633,7 @@ impl Volume {
     /// (its State says Diskless from now on), and the `local-io-error`
     /// handler runs. Requests go through the peer from now on.
     fn detach(&self, error: &io::Error) {
-        if self.detached.swap(true, Ordering::SeqCst) {
+        if self.detached.set(error.to_string()).is_err() {
             return;
         }
         error!(
