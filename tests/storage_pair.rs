@@ -652,6 +652,12 @@ impl Drop for StoragePair {
     /// a test ending with the service up (or panicking) leaves no mount or
     /// loop device stuck behind.
     fn drop(&mut self) {
+        // A process with requests stuck in a paused disk cannot die.
+        for host in &self.hosts {
+            if let Some(disk) = &host.disk {
+                let _ = disk.pause_command(b'r');
+            }
+        }
         for index in 1..=self.hosts.len() {
             self.kill_processes(index);
         }
@@ -862,6 +868,14 @@ impl FailingDisk {
             .expect("the pause filter resumed the disk");
     }
 
+    /// Resumes the disk (if paused) when the guard drops: declared after
+    /// what uses the disk, it drops first, also when a test panics, so that
+    /// no process is left waiting on the disk while it is stopped (a
+    /// process with requests stuck in the disk cannot even die).
+    pub fn resumed_on_drop(&self) -> ResumeOnDrop<'_> {
+        ResumeOnDrop(self)
+    }
+
     /// Sends one command byte to the pause filter and waits for its echo
     /// in upper case (for a pause, once the requests in progress are done).
     fn pause_command(&self, command: u8) -> std::io::Result<()> {
@@ -884,6 +898,15 @@ impl FailingDisk {
 impl Drop for FailingDisk {
     fn drop(&mut self) {
         let _ = self.pause_command(b'r');
+    }
+}
+
+/// See [`FailingDisk::resumed_on_drop`].
+pub struct ResumeOnDrop<'a>(&'a FailingDisk);
+
+impl Drop for ResumeOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.pause_command(b'r');
     }
 }
 

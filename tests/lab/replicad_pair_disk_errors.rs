@@ -236,6 +236,7 @@ fn a_primary_whose_disk_hangs_detaches_after_disk_timeout() {
         recorded_handlers: vec!["local-io-error"],
         ..Extras::default()
     });
+    let _resumed = disk.resumed_on_drop();
     write_pattern(&pair.ha1, &BEFORE, 0xa1);
     assert!(
         holds(&disk.disk.file(), &BEFORE, 0xa1),
@@ -426,6 +427,7 @@ fn a_secondary_whose_disk_hangs_is_cut_off_after_ko_count() {
         ha2_disk: Some(disk.disk.file()),
         ..Extras::default()
     });
+    let _resumed = disk.resumed_on_drop();
     let ha2_holds = |range: &Range<u64>, byte: u8| holds(&disk.disk.file(), range, byte);
     write_pattern(&pair.ha1, &BEFORE, 0xa1);
     assert!(ha2_holds(&BEFORE, 0xa1), "the mirrored write reached ha2");
@@ -493,6 +495,7 @@ fn a_secondary_whose_disk_hangs_detaches_after_disk_timeout() {
         backing_size: Some(DISK_SIZE),
         ..Extras::default()
     });
+    let _resumed = disk.resumed_on_drop();
     write_pattern(&pair.ha1, &BEFORE, 0xa1);
 
     disk.evict_cache();
@@ -513,13 +516,25 @@ fn a_secondary_whose_disk_hangs_detaches_after_disk_timeout() {
         "ha1 records the write ha2 missed: {ha1}"
     );
     assert_eq!(pair.ha2.status()["disk"], "Diskless");
+    // Detached, ha2 leaves its disk alone: a flush (a barrier to ha2) and
+    // a FUA write do not wait for it.
+    let started = Instant::now();
     qemu_io(
         &pair.ha1,
-        &[format!(
-            "write -f -P 0xc3 {} {}",
-            AFTER_FUA.start,
-            AFTER_FUA.end - AFTER_FUA.start
-        )],
+        &[
+            "flush".to_string(),
+            format!(
+                "write -f -P 0xc3 {} {}",
+                AFTER_FUA.start,
+                AFTER_FUA.end - AFTER_FUA.start
+            ),
+            "flush".to_string(),
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "ha2's hanging disk held up ha1's flush: {:?}",
+        started.elapsed()
     );
 
     disk.resume();
@@ -548,6 +563,7 @@ fn a_secondary_whose_disk_stalls_keeps_its_link() {
         ha2_disk: Some(disk.disk.file()),
         ..Extras::default()
     });
+    let _resumed = disk.resumed_on_drop();
     write_pattern(&pair.ha1, &BEFORE, 0xa1);
     let resynced_before = resynced_bytes(&pair.ha1);
     let losses = |node: &ReplicadNode| node.daemon().log().matches(" lost: ").count();

@@ -458,8 +458,13 @@ impl Volume {
         .await
     }
 
-    /// Makes everything written so far durable, off the async threads.
+    /// Makes everything written so far durable, off the async threads. A
+    /// detached disk is left alone: nothing of the volume is on it any
+    /// more, and it may hang.
     pub async fn sync_async(self: &Arc<Self>) -> io::Result<()> {
+        if self.is_detached() {
+            return Ok(());
+        }
         let volume = Arc::clone(self);
         self.on_disk(move || volume.sync()).await
     }
