@@ -603,3 +603,81 @@ fn a_secondary_whose_disk_stalls_keeps_its_link() {
     );
     assert!(holds(&disk.disk.file(), &AFTER, 0xb2), "ha2 has the write");
 }
+
+/// A Secondary that detaches its disk confirms nothing more durable: what
+/// it acknowledged since its last BarrierAck may sit in its page cache
+/// and never reach the failed disk. The Primary marks those writes out of
+/// sync too (not only the ones the peer failed), so re-attaching resyncs
+/// them.
+#[test]
+fn a_secondary_that_detaches_leaves_its_unconfirmed_writes_out_of_sync() {
+    let _lock = lab_lock();
+    if !require_root() {
+        return;
+    }
+    /// Written and acknowledged before the disk fails, in an epoch no
+    /// barrier closed.
+    const UNCONFIRMED: Range<u64> = 24 * MIB..25 * MIB;
+    let disk = FailingDisk::start();
+    let pair = synced_pair(&Extras {
+        ha2_disk: Some(disk.disk.file()),
+        ..Extras::default()
+    });
+    // One client session: no flush (qemu-io flushes when it ends) between
+    // the write before the failure and the one after.
+    let qemu_io = program("qemu-io");
+    let mut argv: Vec<String> = vec![
+        path_arg(&qemu_io).into(),
+        "-f".into(),
+        "raw".into(),
+        pair.ha1.nbd_uri(),
+    ];
+    for command in [
+        format!(
+            "write -P 0xd4 {} {}",
+            UNCONFIRMED.start,
+            UNCONFIRMED.end - UNCONFIRMED.start
+        ),
+        format!("sleep {PAUSE_MS}"),
+        format!("write -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
+    ] {
+        argv.extend(["-c".to_string(), command]);
+    }
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut client = pair.ha1.spawn(&argv, &[("QEMU_IO_OPTIONS", "")]);
+    wait_for(
+        "the client's first write reaching ha2",
+        || holds(&disk.disk.file(), &UNCONFIRMED, 0xd4),
+        || client.log(),
+    );
+    assert_eq!(pair.ha1.status()["out_of_sync"], 0, "all mirrored so far");
+    disk.fail();
+    let finished = client.wait_timeout(Duration::from_millis(PAUSE_MS) + Duration::from_secs(60));
+    assert!(
+        finished.is_some_and(|status| status.success()),
+        "the client sees no error: {}",
+        client.log()
+    );
+    let ha1 = wait_for_status(&pair.ha1, "ha1 seeing its peer Diskless", |status| {
+        status["peer"]["disk"] == "Diskless"
+    });
+    let unconfirmed_and_failed = (UNCONFIRMED.end - UNCONFIRMED.start) + (AFTER.end - AFTER.start);
+    assert!(
+        ha1["out_of_sync"].as_u64().unwrap_or(0) >= unconfirmed_and_failed,
+        "ha1 marks the unconfirmed write as well as the failed one ({unconfirmed_and_failed} \
+         bytes): {ha1}\n{}",
+        pair.ha1.daemon().log()
+    );
+
+    disk.heal();
+    pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
+    pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
+    wait_for_status(&pair.ha2, "the resync of what ha2 missed", in_sync);
+    wait_for_status(&pair.ha1, "the resync of what ha2 missed", in_sync);
+    for (range, byte) in [(&UNCONFIRMED, 0xd4), (&AFTER, 0xb2)] {
+        assert!(
+            holds(&disk.disk.file(), range, byte),
+            "ha2's disk holds {byte:#x} at {range:?}"
+        );
+    }
+}

@@ -416,12 +416,13 @@ impl Volume {
         written
     }
 
-    /// A change from the peer failed on the backing disk: `on-io-error`
-    /// applies as to a local request. `detach` makes this node Diskless
-    /// (its State tells the peer, which stops counting on this disk);
-    /// otherwise the error goes back to the peer, which marks the range out
-    /// of sync, and `call-local-io-error` runs the handler.
-    fn peer_write_failed(&self, error: &io::Error) {
+    /// A change from the peer (a write, or the flush of its barrier)
+    /// failed on the backing disk: `on-io-error` applies as to a local
+    /// request. `detach` makes this node Diskless (its State tells the
+    /// peer, which stops counting on this disk); otherwise the error goes
+    /// back to the peer, which marks the range out of sync, and
+    /// `call-local-io-error` runs the handler.
+    pub fn peer_write_failed(&self, error: &io::Error) {
         match self.on_io_error {
             OnIoError::Detach => self.detach(error),
             policy => {

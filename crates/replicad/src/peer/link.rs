@@ -307,7 +307,15 @@ impl PeerLink {
         state.peer = None;
         state.resync_total = 0;
         state.resync_done = 0;
-        state
+        drop(state);
+        self.take_transfer_log()
+    }
+
+    /// Empties the transfer log and returns its ranges: the peer confirmed
+    /// none of them durable, and never will (it detached its disk).
+    #[must_use]
+    pub(super) fn take_transfer_log(&self) -> Vec<Range<u64>> {
+        self.lock()
             .transfer_log
             .drain(..)
             .map(|(_, range)| range)

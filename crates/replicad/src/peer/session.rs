@@ -28,7 +28,10 @@ use super::resync::{
     finish_as_target, merge_bitmap_chunk, overlaps, request_more, send_bitmap, write_resync_data,
 };
 use super::verify::{VerifySource, begin_verify, finish_verify, request_digests, take_digest};
-use super::{BLOCK, Ended, HANDSHAKE_TIMEOUT, LinkContext, TICK, lost_peer, split_brain_policy};
+use super::{
+    BLOCK, Ended, HANDSHAKE_TIMEOUT, LinkContext, TICK, is_primary, lost_peer, mark_unconfirmed,
+    split_brain_policy,
+};
 
 /// Cleans up the link however a session ends (also when aborted).
 struct SessionGuard<'a>(pub(super) &'a PeerLink);
@@ -657,6 +660,16 @@ impl<'a> Connected<'a> {
     /// is the source of is over.
     fn on_state(&mut self, wire: &Wire, state: NodeState) -> Result<(), Ended> {
         let context = self.context;
+        if state.disk == DiskState::Diskless && self.peer_state.disk != DiskState::Diskless {
+            // The peer detached its disk: what it acknowledged since its
+            // last BarrierAck may never reach that disk.
+            mark_unconfirmed(
+                &context.config.name,
+                &context.journal,
+                is_primary(context),
+                context.link.take_transfer_log(),
+            );
+        }
         self.peer_state = state;
         if skips_initial_sync(context, &state) {
             adopt_skipped_sync(context, &state).map_err(Ended::Retry)?;
@@ -775,11 +788,24 @@ impl<'a> Connected<'a> {
         for task in self.applying.drain(..) {
             let _ = task.await;
         }
-        if let Err(sync_error) = self.context.volume.sync_async().await {
+        let volume = &self.context.volume;
+        let synced = volume.sync_async().await;
+        if let Err(sync_error) = &synced {
             error!(
                 "{}: fdatasync for the peer's barrier failed: {sync_error}",
                 self.context.config.name
             );
+            volume.peer_write_failed(sync_error);
+        }
+        if volume.is_detached() {
+            // Nothing written here is durable any more: the State saying
+            // Diskless goes before the BarrierAck, and the peer marks all
+            // it has not seen confirmed out of sync.
+            wire.send(Message::State(local_state(self.context)));
+        } else if let Err(sync_error) = synced {
+            return Err(Ended::Retry(format!(
+                "cannot make the peer's writes of epoch {epoch} durable: {sync_error}"
+            )));
         }
         wire.send(Message::BarrierAck { epoch, writes });
         Ok(())
