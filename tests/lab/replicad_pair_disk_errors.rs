@@ -74,6 +74,15 @@ fn assert_ha2_caught_up(pair: &Pair, ha2_disk: &Path, resynced_before: u64) {
     }
 }
 
+/// ha2, Diskless and its disk `ha2_disk` working again, is taken down and
+/// brought up: it attaches and catches up ([`assert_ha2_caught_up`]).
+fn reattach_ha2(pair: &Pair, ha2_disk: &Path) {
+    let before_resync = resynced_bytes(&pair.ha1);
+    pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
+    pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
+    assert_ha2_caught_up(pair, ha2_disk, before_resync);
+}
+
 #[test]
 fn detach_serves_through_the_peer_and_reattach_resyncs() {
     let _lock = lab_lock();
@@ -403,10 +412,7 @@ fn a_secondary_whose_disk_fails_detaches_and_the_primary_keeps_serving() {
     }
 
     disk.heal();
-    pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
-    let before_resync = resynced_bytes(&pair.ha1);
-    pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
-    assert_ha2_caught_up(&pair, &disk.disk.file(), before_resync);
+    reattach_ha2(&pair, &disk.disk.file());
 }
 
 /// `ko-count` (issue 4, DRBD's meaning): ha2's disk hangs under a mirrored
@@ -538,10 +544,7 @@ fn a_secondary_whose_disk_hangs_detaches_after_disk_timeout() {
     );
 
     disk.resume();
-    let before_resync = resynced_bytes(&pair.ha1);
-    pair.ha2.haadm(&["down", RESOURCE]).expect_code(0);
-    pair.ha2.haadm(&["up", RESOURCE]).expect_code(0);
-    assert_ha2_caught_up(&pair, &disk.disk.file(), before_resync);
+    reattach_ha2(&pair, &disk.disk.file());
 }
 
 /// A Secondary whose disk stalls for a while, shorter than `ko-count` ×
