@@ -450,8 +450,10 @@ cpu_use() {
     tick=$(getconf CLK_TCK)
     awk -v before="$1" -v after="$2" -v mib="$3" -v tick="$tick" 'BEGIN {
         split(before, b, " "); split(after, a, " ")
-        busy = a[1] - b[1]; total = a[2] - b[2]
-        printf "%.0f %.2f\n", total > 0 ? 100 * busy / total : 0, mib > 0 ? busy * 1000 / tick / mib : 0
+        busy = a[1] - b[1]; total = a[2] - b[2]; share = 0; per_mib = 0
+        if (total > 0) share = 100 * busy / total
+        if (mib > 0) per_mib = busy * 1000 / tick / mib
+        printf "%.0f %.2f\n", share, per_mib
     }'
 }
 
