@@ -271,6 +271,13 @@ pub(super) fn request_more(context: &LinkContext, wire: &Wire, resync: &mut Targ
 /// The resync is complete: adopt the source's generation ids, UpToDate.
 pub(super) fn finish_as_target(context: &LinkContext, source: &NodeState) -> Result<(), String> {
     let source_state = volume_state_of(source);
+    // The resynced data is durable before the bitmap saying so and the
+    // UpToDate state are: with external metadata, syncing the metadata
+    // does not sync the data file.
+    context
+        .volume
+        .sync()
+        .map_err(|e| format!("cannot make the resynced data durable: {e}"))?;
     let mut metadata = context.journal.lock();
     metadata.flush_bitmap().map_err(|e| e.to_string())?;
     metadata
