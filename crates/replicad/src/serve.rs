@@ -160,7 +160,7 @@ pub struct Volume {
 /// usually arrive in one read.
 const READ_CHUNK: usize = 256 * 1024;
 /// A write up to this size without FUA is written on the async thread
-/// instead of through `blocking`, into the page cache: a mirrored write
+/// instead of on the blocking pool, into the page cache: a mirrored write
 /// from the peer always, a client's write when its activity-log extents are
 /// hot (no metadata I/O before it). The two thread hand-overs of the
 /// blocking pool dominated such a write (scripts/bench/nbd.sh,
