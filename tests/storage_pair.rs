@@ -655,7 +655,7 @@ impl Drop for StoragePair {
         // A process with requests stuck in a paused disk cannot die.
         for host in &self.hosts {
             if let Some(disk) = &host.disk {
-                let _ = disk.pause_command(b'r');
+                disk.resume_quietly();
             }
         }
         for index in 1..=self.hosts.len() {
@@ -876,6 +876,12 @@ impl FailingDisk {
         ResumeOnDrop(self)
     }
 
+    /// [`Self::resume`] for cleaning up: a disk not paused, or a filter
+    /// gone already, is fine.
+    fn resume_quietly(&self) {
+        let _ = self.pause_command(b'r');
+    }
+
     /// Sends one command byte to the pause filter and waits for its echo
     /// in upper case (for a pause, once the requests in progress are done).
     fn pause_command(&self, command: u8) -> std::io::Result<()> {
@@ -897,7 +903,7 @@ impl FailingDisk {
 
 impl Drop for FailingDisk {
     fn drop(&mut self) {
-        let _ = self.pause_command(b'r');
+        self.resume_quietly();
     }
 }
 
@@ -906,7 +912,7 @@ pub struct ResumeOnDrop<'a>(&'a FailingDisk);
 
 impl Drop for ResumeOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = self.0.pause_command(b'r');
+        self.0.resume_quietly();
     }
 }
 

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hapair_lab::{
-    RESOURCE, ReplicadNode, lab_lock, path_arg, program, read_file_range, require_root,
+    Proc, RESOURCE, ReplicadNode, lab_lock, path_arg, program, read_file_range, require_root,
 };
 
 use crate::replicad_disk_errors::FailingDisk;
@@ -50,6 +50,23 @@ fn filled(range: &Range<u64>, byte: u8) -> Vec<u8> {
 fn holds(disk: &Path, range: &Range<u64>, byte: u8) -> bool {
     read_file_range(disk, range.start, (range.end - range.start) as usize)
         .is_ok_and(|bytes| bytes == filled(range, byte))
+}
+
+/// One qemu-io session on `node`'s export running `commands` in the
+/// background: nothing flushes between them (qemu-io flushes when it ends).
+fn spawn_qemu_io(node: &ReplicadNode, commands: Vec<String>) -> Proc {
+    let qemu_io = program("qemu-io");
+    let mut argv: Vec<String> = vec![
+        path_arg(&qemu_io).into(),
+        "-f".into(),
+        "raw".into(),
+        node.nbd_uri(),
+    ];
+    for command in commands {
+        argv.extend(["-c".to_string(), command]);
+    }
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    node.spawn(&argv, &[("QEMU_IO_OPTIONS", "")])
 }
 
 /// ha2, whose disk is `ha2_disk`, missed the writes to AFTER and
@@ -99,44 +116,40 @@ fn detach_serves_through_the_peer_and_reattach_resyncs() {
     // One client session across the failure: write and read back, pause
     // (the disk fails meanwhile), then write, read back, read what was
     // written before, flush, and a FUA write.
-    let qemu_io = program("qemu-io");
-    let uri = pair.ha1.nbd_uri();
-    let mut argv: Vec<String> = vec![path_arg(&qemu_io).into(), "-f".into(), "raw".into(), uri];
-    for command in [
-        format!(
-            "write -P 0xa1 {} {}",
-            BEFORE.start,
-            BEFORE.end - BEFORE.start
-        ),
-        format!(
-            "read -P 0xa1 {} {}",
-            BEFORE.start,
-            BEFORE.end - BEFORE.start
-        ),
-        format!("sleep {PAUSE_MS}"),
-        format!("write -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
-        format!("read -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
-        format!(
-            "read -P 0xa1 {} {}",
-            BEFORE.start,
-            BEFORE.end - BEFORE.start
-        ),
-        "flush".to_string(),
-        format!(
-            "write -f -P 0xc3 {} {}",
-            AFTER_FUA.start,
-            AFTER_FUA.end - AFTER_FUA.start
-        ),
-        format!(
-            "read -P 0xc3 {} {}",
-            AFTER_FUA.start,
-            AFTER_FUA.end - AFTER_FUA.start
-        ),
-    ] {
-        argv.extend(["-c".to_string(), command]);
-    }
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let mut client = pair.ha1.spawn(&argv, &[("QEMU_IO_OPTIONS", "")]);
+    let mut client = spawn_qemu_io(
+        &pair.ha1,
+        vec![
+            format!(
+                "write -P 0xa1 {} {}",
+                BEFORE.start,
+                BEFORE.end - BEFORE.start
+            ),
+            format!(
+                "read -P 0xa1 {} {}",
+                BEFORE.start,
+                BEFORE.end - BEFORE.start
+            ),
+            format!("sleep {PAUSE_MS}"),
+            format!("write -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
+            format!("read -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
+            format!(
+                "read -P 0xa1 {} {}",
+                BEFORE.start,
+                BEFORE.end - BEFORE.start
+            ),
+            "flush".to_string(),
+            format!(
+                "write -f -P 0xc3 {} {}",
+                AFTER_FUA.start,
+                AFTER_FUA.end - AFTER_FUA.start
+            ),
+            format!(
+                "read -P 0xc3 {} {}",
+                AFTER_FUA.start,
+                AFTER_FUA.end - AFTER_FUA.start
+            ),
+        ],
+    );
     // The first half is done once the peer has the first write.
     wait_for(
         "the client's first write reaching the peer",
@@ -628,26 +641,18 @@ fn a_secondary_that_detaches_leaves_its_unconfirmed_writes_out_of_sync() {
     });
     // One client session: no flush (qemu-io flushes when it ends) between
     // the write before the failure and the one after.
-    let qemu_io = program("qemu-io");
-    let mut argv: Vec<String> = vec![
-        path_arg(&qemu_io).into(),
-        "-f".into(),
-        "raw".into(),
-        pair.ha1.nbd_uri(),
-    ];
-    for command in [
-        format!(
-            "write -P 0xd4 {} {}",
-            UNCONFIRMED.start,
-            UNCONFIRMED.end - UNCONFIRMED.start
-        ),
-        format!("sleep {PAUSE_MS}"),
-        format!("write -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
-    ] {
-        argv.extend(["-c".to_string(), command]);
-    }
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let mut client = pair.ha1.spawn(&argv, &[("QEMU_IO_OPTIONS", "")]);
+    let mut client = spawn_qemu_io(
+        &pair.ha1,
+        vec![
+            format!(
+                "write -P 0xd4 {} {}",
+                UNCONFIRMED.start,
+                UNCONFIRMED.end - UNCONFIRMED.start
+            ),
+            format!("sleep {PAUSE_MS}"),
+            format!("write -P 0xb2 {} {}", AFTER.start, AFTER.end - AFTER.start),
+        ],
+    );
     wait_for(
         "the client's first write reaching ha2",
         || holds(&disk.disk.file(), &UNCONFIRMED, 0xd4),

@@ -492,10 +492,7 @@ impl Resource {
         }
         *role = Role::Secondary;
         drop(role);
-        // A detached disk has nothing of the volume's to make durable.
-        if !attached.volume.is_detached() {
-            attached.volume.sync().map_err(io_failure)?;
-        }
+        attached.volume.sync().map_err(io_failure)?;
         // Close the epoch: its BarrierAck empties the transfer log, so a
         // later link loss does not take the last writes for unconfirmed.
         drop(self.link.barrier(false));

@@ -213,9 +213,19 @@ impl Volume {
         self.detached.get().map(String::as_str)
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable. A detached disk is left
+    /// alone: nothing of the volume is on it any more, and it may hang.
     pub fn sync(&self) -> io::Result<()> {
+        if self.is_detached() {
+            return Ok(());
+        }
         self.file.sync_data()
+    }
+
+    /// Whether a write of `length` bytes may go into the page cache from
+    /// the async thread ([`INLINE_WRITE`]).
+    fn may_write_inline(&self, length: usize, fua: bool) -> bool {
+        !fua && length <= INLINE_WRITE && self.disk_timeout.is_none()
     }
 
     /// Runs one request against the backing store, or through the peer
@@ -394,7 +404,7 @@ impl Volume {
                 held.range
             )));
         }
-        let written = if !fua && payload.len() <= INLINE_WRITE && self.disk_timeout.is_none() {
+        let written = if self.may_write_inline(payload.len(), fua) {
             // Into the page cache: cheaper than the two thread hand-overs
             // of the blocking pool, which dominated a small mirrored write.
             self.file.write_all_at(&payload, offset)
@@ -459,13 +469,8 @@ impl Volume {
         .await
     }
 
-    /// Makes everything written so far durable, off the async threads. A
-    /// detached disk is left alone: nothing of the volume is on it any
-    /// more, and it may hang.
+    /// [`Self::sync`], off the async threads.
     pub async fn sync_async(self: &Arc<Self>) -> io::Result<()> {
-        if self.is_detached() {
-            return Ok(());
-        }
         let volume = Arc::clone(self);
         self.on_disk(move || volume.sync()).await
     }
@@ -484,18 +489,15 @@ impl Volume {
     /// through [`Self::execute_blocking`], and for everything with
     /// `disk-timeout`.
     fn execute_inline(&self, command: &Command) -> Option<io::Result<Executed>> {
-        if self.disk_timeout.is_some() {
-            return None;
-        }
         let Command::Write {
             offset,
             ref data,
-            fua: false,
+            fua,
         } = *command
         else {
             return None;
         };
-        if data.len() > INLINE_WRITE {
+        if !self.may_write_inline(data.len(), fua) {
             return None;
         }
         let range = offset..offset + data.len() as u64;
